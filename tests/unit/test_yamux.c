@@ -1,0 +1,996 @@
+/*
+ * Copyright (C) ngx_tunnel developers
+ *
+ * Unit tests for the yamux core: byte-exact frames, stream lifecycle,
+ * windows and back-pressure, control priority, every protocol error.
+ * Two sessions are wired back to back in memory; "pump" moves the bytes.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "yamux.h"
+#include "check.h"
+
+
+#define MAX_EVENTS  8192
+
+
+typedef struct {
+    char         what;      /* o open, d data, f fin, c closed, w writable,
+                               p ping ack, g go-away */
+    uint32_t     id;
+    uint32_t     n;         /* bytes, close reason, ping opaque, code */
+} event_t;
+
+
+typedef struct {
+    yamux_session_t  *s;
+    event_t           ev[MAX_EVENTS];
+    int               nev;
+    int               refuse;       /* stream_open answers "no" */
+    int               consume;      /* credit data as it arrives */
+    uint8_t           rx[1 << 20];  /* payload received, all streams */
+    size_t            nrx;
+    long              allocs;       /* live allocations */
+} peer_t;
+
+
+static void
+record(peer_t *p, char what, uint32_t id, uint32_t n)
+{
+    if (p->nev < MAX_EVENTS) {
+        p->ev[p->nev].what = what;
+        p->ev[p->nev].id = id;
+        p->ev[p->nev].n = n;
+        p->nev++;
+    }
+}
+
+
+static int
+count(peer_t *p, char what, uint32_t id)
+{
+    int  i, n;
+
+    n = 0;
+
+    for (i = 0; i < p->nev; i++) {
+        if (p->ev[i].what == what && p->ev[i].id == id) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static const event_t *
+last(peer_t *p, char what)
+{
+    int  i;
+
+    for (i = p->nev - 1; i >= 0; i--) {
+        if (p->ev[i].what == what) {
+            return &p->ev[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+on_open(yamux_session_t *s, uint32_t id, void *ud)
+{
+    peer_t  *p = ud;
+
+    (void) s;
+    record(p, 'o', id, 0);
+
+    return p->refuse ? -1 : 0;
+}
+
+
+static void
+on_data(yamux_session_t *s, uint32_t id, void *sd, const uint8_t *d,
+    size_t n)
+{
+    peer_t  *p = yamux_session_data(s);
+
+    (void) sd;
+    record(p, 'd', id, (uint32_t) n);
+
+    if (p->nrx + n <= sizeof(p->rx)) {
+        memcpy(p->rx + p->nrx, d, n);
+        p->nrx += n;
+    }
+
+    if (p->consume) {
+        yamux_stream_consumed(s, id, n);
+    }
+}
+
+
+static void
+on_fin(yamux_session_t *s, uint32_t id, void *sd)
+{
+    (void) sd;
+    record(yamux_session_data(s), 'f', id, 0);
+}
+
+
+static void
+on_writable(yamux_session_t *s, uint32_t id, void *sd)
+{
+    (void) sd;
+    record(yamux_session_data(s), 'w', id, 0);
+}
+
+
+static void
+on_closed(yamux_session_t *s, uint32_t id, void *sd, yamux_close_e how)
+{
+    (void) sd;
+    record(yamux_session_data(s), 'c', id, how);
+}
+
+
+static void
+on_ping(yamux_session_t *s, uint32_t opaque, void *ud)
+{
+    (void) s;
+    record(ud, 'p', 0, opaque);
+}
+
+
+static void
+on_go_away(yamux_session_t *s, uint32_t code, void *ud)
+{
+    (void) s;
+    record(ud, 'g', 0, code);
+}
+
+
+static const yamux_callbacks_t  callbacks = {
+    on_open, on_data, on_fin, on_writable, on_closed, on_ping, on_go_away
+};
+
+
+static void *
+counting_alloc(size_t size, void *ud)
+{
+    ((peer_t *) ud)->allocs++;
+    return malloc(size);
+}
+
+
+static void
+counting_free(void *ptr, void *ud)
+{
+    ((peer_t *) ud)->allocs--;
+    free(ptr);
+}
+
+
+static void
+peer_init(peer_t *p, int client, uint32_t window)
+{
+    yamux_config_t  conf;
+
+    memset(p, 0, sizeof(peer_t));
+
+    yamux_config_init(&conf, client);
+    conf.window = window;
+    conf.allocator.alloc = counting_alloc;
+    conf.allocator.free = counting_free;
+    conf.allocator.ud = p;
+
+    p->consume = 1;
+    p->s = yamux_session_new(&conf, &callbacks, p);
+}
+
+
+static void
+peer_free(peer_t *p)
+{
+    yamux_session_free(p->s);
+    CHECK(p->allocs == 0, "every allocation freed, %ld left", p->allocs);
+}
+
+
+/* all queued output of "from", flattened; returns its length */
+static size_t
+take(peer_t *from, uint8_t *buf, size_t size)
+{
+    int           i, n;
+    size_t        len;
+    struct iovec  iov[64];
+
+    len = 0;
+
+    for ( ;; ) {
+        n = yamux_output(from->s, iov, 64);
+        if (n == 0) {
+            break;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (len + iov[i].iov_len > size) {
+                return len;
+            }
+
+            memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+            len += iov[i].iov_len;
+            yamux_output_advance(from->s, iov[i].iov_len);
+            break;      /* re-ask: advance may change what comes next */
+        }
+    }
+
+    return len;
+}
+
+
+/* move everything from "a" to "b" and back until both are quiet */
+static void
+pump(peer_t *a, peer_t *b)
+{
+    static uint8_t  buf[4 << 20];
+    size_t          n;
+    ssize_t         rc;
+    int             moved;
+
+    do {
+        moved = 0;
+
+        n = take(a, buf, sizeof(buf));
+        if (n) {
+            rc = yamux_input(b->s, buf, n);
+            CHECK(rc == (ssize_t) n, "b takes all %zu bytes, rc %zd (%s)",
+                  n, rc, yamux_error(b->s));
+            moved = 1;
+        }
+
+        n = take(b, buf, sizeof(buf));
+        if (n) {
+            rc = yamux_input(a->s, buf, n);
+            CHECK(rc == (ssize_t) n, "a takes all %zu bytes, rc %zd (%s)",
+                  n, rc, yamux_error(a->s));
+            moved = 1;
+        }
+    } while (moved);
+}
+
+
+static void
+hdr(uint8_t *p, uint8_t type, uint16_t flags, uint32_t id, uint32_t len)
+{
+    p[0] = 0;
+    p[1] = type;
+    p[2] = flags >> 8;
+    p[3] = flags & 0xff;
+    p[4] = id >> 24;
+    p[5] = (id >> 16) & 0xff;
+    p[6] = (id >> 8) & 0xff;
+    p[7] = id & 0xff;
+    p[8] = len >> 24;
+    p[9] = (len >> 16) & 0xff;
+    p[10] = (len >> 8) & 0xff;
+    p[11] = len & 0xff;
+}
+
+
+static void
+test_open_accept_exact_bytes(void)
+{
+    static peer_t    c, s;
+    uint8_t   out[256], want[12];
+    size_t    n;
+    uint32_t  id;
+
+    peer_init(&c, 1, 1024 * 1024);
+    peer_init(&s, 0, 512 * 1024);
+
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_OK, "open");
+    CHECK(id == 1, "the client's first stream is 1, got %u", id);
+
+    /* SYN: a window update announcing 1 MiB - 256 KiB */
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 768 * 1024);
+    CHECK(n == 12, "one SYN frame, got %zu bytes", n);
+    CHECK_MEM(out, want, 12, "SYN frame");
+
+    CHECK(yamux_input(s.s, out, n) == 12, "server takes the SYN");
+    CHECK(count(&s, 'o', 1) == 1, "stream_open for 1");
+
+    /* ACK announces the server's 512 KiB */
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_ACK, 1, 256 * 1024);
+    CHECK(n == 12, "one ACK frame, got %zu bytes", n);
+    CHECK_MEM(out, want, 12, "ACK frame");
+
+    CHECK(yamux_input(c.s, out, n) == 12, "client takes the ACK");
+    CHECK(yamux_stream_send_window(c.s, 1) == 512 * 1024,
+          "client may send 512 KiB, window %u",
+          yamux_stream_send_window(c.s, 1));
+    CHECK(yamux_stream_send_window(s.s, 1) == 1024 * 1024,
+          "server may send 1 MiB, window %u",
+          yamux_stream_send_window(s.s, 1));
+
+    /* the server's first stream is even */
+    CHECK(yamux_stream_open(s.s, &id, NULL) == YAMUX_OK && id == 2,
+          "server stream id 2, got %u", id);
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_data_exact_bytes(void)
+{
+    static peer_t    c, s;
+    uint8_t   out[256], want[12 + 5];
+    size_t    n;
+    uint32_t  id;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    CHECK(yamux_stream_write(c.s, id, (const uint8_t *) "hello", 5) == 5,
+          "write 5 bytes");
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_DATA, 0, 1, 5);
+    memcpy(want + 12, "hello", 5);
+    CHECK(n == 17, "one data frame of 17 bytes, got %zu", n);
+    CHECK_MEM(out, want, 17, "data frame");
+
+    /* the payload reaches the callback in pieces when fed byte by byte */
+    for (size_t i = 0; i < n; i++) {
+        CHECK(yamux_input(s.s, out + i, 1) == 1, "byte %zu taken", i);
+    }
+
+    CHECK(s.nrx == 5 && memcmp(s.rx, "hello", 5) == 0, "payload arrived");
+    CHECK(count(&s, 'd', 1) == 5, "one data event per byte, got %d",
+          count(&s, 'd', 1));
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_half_close_both_ways(void)
+{
+    static peer_t    c, s;
+    uint8_t   out[64], want[12];
+    size_t    n;
+    uint32_t  id;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    CHECK(yamux_stream_close(c.s, id) == YAMUX_OK, "client FIN");
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0);
+    CHECK(n == 12, "FIN is one frame, got %zu", n);
+    CHECK_MEM(out, want, 12, "FIN frame");
+    CHECK(yamux_input(s.s, out, n) == 12, "server takes the FIN");
+    CHECK(count(&s, 'f', id) == 1, "server sees the FIN");
+
+    CHECK(yamux_stream_close(c.s, id) == YAMUX_ECLOSED,
+          "a second close is refused");
+
+    /* the server can still write after the client's FIN */
+    CHECK(yamux_stream_write(s.s, id, (const uint8_t *) "late", 4) == 4,
+          "server writes after the peer's FIN");
+    CHECK(yamux_stream_close(s.s, id) == YAMUX_OK, "server FIN");
+    pump(&s, &c);
+
+    CHECK(c.nrx == 4 && memcmp(c.rx, "late", 4) == 0,
+          "client got the data sent after its FIN");
+    CHECK(count(&c, 'f', id) == 1, "client sees the server's FIN");
+    CHECK(count(&c, 'c', id) == 1 && last(&c, 'c')->n == YAMUX_CLOSED_NORMAL,
+          "client stream closed normally");
+    CHECK(count(&s, 'c', id) == 1 && last(&s, 'c')->n == YAMUX_CLOSED_NORMAL,
+          "server stream closed normally");
+
+    yamux_stats_t  st;
+    yamux_stats(c.s, &st);
+    CHECK(st.streams == 0, "no stream left on the client, %u", st.streams);
+    yamux_stats(s.s, &st);
+    CHECK(st.streams == 0, "no stream left on the server, %u", st.streams);
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_reset(void)
+{
+    static peer_t    c, s;
+    uint8_t   out[64], want[12];
+    size_t    n;
+    uint32_t  id, id2;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    yamux_stream_open(c.s, &id2, NULL);
+    pump(&c, &s);
+
+    CHECK(yamux_stream_reset(s.s, id) == YAMUX_OK, "server resets");
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_RST, 1, 0);
+    CHECK(n == 12, "RST is one frame, got %zu", n);
+    CHECK_MEM(out, want, 12, "RST frame");
+    CHECK(count(&s, 'c', id) == 1
+          && last(&s, 'c')->n == YAMUX_CLOSED_RESET_LOCAL,
+          "server's stream closed once its RST was sent");
+
+    CHECK(yamux_input(c.s, out, n) == 12, "client takes the RST");
+    CHECK(count(&c, 'c', id) == 1
+          && last(&c, 'c')->n == YAMUX_CLOSED_RESET_REMOTE,
+          "client sees the reset");
+    CHECK(yamux_stream_write(c.s, id, (const uint8_t *) "x", 1)
+          == YAMUX_ECLOSED, "writing to a reset stream fails");
+
+    /* the other stream is unaffected */
+    CHECK(yamux_stream_write(c.s, id2, (const uint8_t *) "ok", 2) == 2,
+          "the other stream writes");
+    pump(&c, &s);
+    CHECK(s.nrx == 2 && memcmp(s.rx, "ok", 2) == 0, "and its data arrives");
+
+    /* data for the reset stream that crossed the RST is dropped quietly */
+    hdr(out, YAMUX_DATA, 0, id, 3);
+    memcpy(out + 12, "old", 3);
+    CHECK(yamux_input(s.s, out, 15) == 15, "late data for a reset stream");
+    CHECK(s.nrx == 2, "and it is dropped");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_window_backpressure(void)
+{
+    static peer_t    c, s;
+    int       rc;
+    size_t    n, total;
+    uint8_t  *p;
+    uint32_t  id;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+    s.consume = 0;
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    /* fill the window; the receiver consumes nothing */
+    total = 0;
+
+    for ( ;; ) {
+        n = 0;
+        p = yamux_stream_reserve(c.s, id, &n, &rc);
+        if (p == NULL) {
+            break;
+        }
+
+        memset(p, 'a', n);
+        yamux_stream_commit(c.s, id, n);
+        total += n;
+        pump(&c, &s);
+    }
+
+    CHECK(rc == YAMUX_EAGAIN, "blocked with EAGAIN, got %d", rc);
+    CHECK(total == YAMUX_INITIAL_WINDOW,
+          "exactly one window sent before blocking: %zu", total);
+    CHECK(s.nrx == YAMUX_INITIAL_WINDOW, "receiver holds %zu", s.nrx);
+
+    /* more rounds change nothing: the sender stays blocked */
+    pump(&c, &s);
+    n = 0;
+    CHECK(yamux_stream_reserve(c.s, id, &n, &rc) == NULL
+          && rc == YAMUX_EAGAIN, "still blocked");
+
+    /* consuming less than half the window sends no update */
+    yamux_stream_consumed(s.s, id, 100 * 1024);
+    pump(&s, &c);
+    CHECK(count(&c, 'w', id) == 0, "no writable below half the window");
+
+    yamux_stream_consumed(s.s, id, 28 * 1024);
+    pump(&s, &c);
+    CHECK(count(&c, 'w', id) == 1, "writable once half is consumed");
+    CHECK(yamux_stream_send_window(c.s, id) == 128 * 1024,
+          "window reopened by 128 KiB, %u",
+          yamux_stream_send_window(c.s, id));
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_queue_limit_and_memory(void)
+{
+    static peer_t          c, s;
+    int             rc;
+    size_t          n, queued;
+    uint8_t        *p;
+    uint32_t        id;
+    yamux_config_t  conf;
+
+    /* a small queue: the session's own limit blocks before the window */
+    memset(&c, 0, sizeof(c));
+    yamux_config_init(&conf, 1);
+    conf.max_queued = 100 * 1024;
+    conf.allocator.alloc = counting_alloc;
+    conf.allocator.free = counting_free;
+    conf.allocator.ud = &c;
+    c.s = yamux_session_new(&conf, &callbacks, &c);
+    peer_init(&s, 0, 8 * 1024 * 1024);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    queued = 0;
+
+    for ( ;; ) {
+        n = 0;
+        p = yamux_stream_reserve(c.s, id, &n, &rc);
+        if (p == NULL) {
+            break;
+        }
+
+        yamux_stream_commit(c.s, id, n);
+        queued += n;
+    }
+
+    CHECK(rc == YAMUX_EAGAIN, "queue full gives EAGAIN");
+    CHECK(queued <= 100 * 1024 + 32 * 1024,
+          "queued %zu stays within the limit plus one frame", queued);
+    CHECK(c.allocs <= 5, "few blocks held: %ld allocations", c.allocs);
+
+    pump(&c, &s);
+    CHECK(count(&c, 'w', id) == 1, "writable after the queue drained");
+    CHECK(yamux_output_pending(c.s) == 0, "nothing pending");
+    /* session + buckets + stream: the blocks are gone */
+    CHECK(c.allocs == 3, "blocks freed when drained: %ld", c.allocs);
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_control_overtakes_data(void)
+{
+    static peer_t        c, s;
+    int           n, i;
+    size_t        at;
+    uint8_t       big[64 * 1024], ping[12];
+    uint32_t      id;
+    struct iovec  iov[16];
+
+    peer_init(&c, 1, 8 * 1024 * 1024);
+    peer_init(&s, 0, 8 * 1024 * 1024);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    memset(big, 'b', sizeof(big));
+    CHECK(yamux_stream_write(c.s, id, big, sizeof(big)) == sizeof(big),
+          "64 KiB queued");
+
+    /* send 100 bytes: the first frame is now half written */
+    n = yamux_output(c.s, iov, 16);
+    CHECK(n >= 1 && iov[0].iov_len >= 100, "output has data");
+    CHECK(yamux_input(s.s, iov[0].iov_base, 100) == 100, "first 100 taken");
+    yamux_output_advance(c.s, 100);
+
+    yamux_ping(c.s, 0xabcdef01);
+    n = yamux_output(c.s, iov, 16);
+    CHECK(n >= 3, "rest of the frame, ping, more data: %d iovecs", n);
+
+    /* the ping comes right after the current frame, before the next one */
+    hdr(ping, YAMUX_PING, YAMUX_SYN, 0, 0xabcdef01);
+    at = 0;
+
+    for (i = 0; i < n; i++) {
+        if (iov[i].iov_len == 12 && memcmp(iov[i].iov_base, ping, 12) == 0) {
+            break;
+        }
+
+        at += iov[i].iov_len;
+    }
+
+    CHECK(i == 1, "ping is the second iovec, found at %d", i);
+    CHECK(at == 12 + 32 * 1024 - 100,
+          "ping after the rest of the first frame: offset %zu", at);
+
+    pump(&c, &s);
+    CHECK(s.nrx == sizeof(big), "all data arrived: %zu", s.nrx);
+    CHECK(last(&c, 'p') && last(&c, 'p')->n == 0xabcdef01,
+          "ping answered with its opaque value");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_ping_exact_and_flood(void)
+{
+    static peer_t    s;
+    uint8_t   in[100 * 12], out[64 * 12], want[12];
+    size_t    n, i;
+    ssize_t   rc, fed;
+
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    hdr(in, YAMUX_PING, YAMUX_SYN, 0, 7);
+    CHECK(yamux_input(s.s, in, 12) == 12, "ping taken");
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_PING, YAMUX_ACK, 0, 7);
+    CHECK(n == 12, "one answer, %zu bytes", n);
+    CHECK_MEM(out, want, 12, "ping answer");
+
+    /* a flood: input pauses until the answers are read */
+    for (i = 0; i < 100; i++) {
+        hdr(in + i * 12, YAMUX_PING, YAMUX_SYN, 0, (uint32_t) i);
+    }
+
+    rc = yamux_input(s.s, in, sizeof(in));
+    CHECK(rc > 0 && rc < (ssize_t) sizeof(in),
+          "input stops early under a ping flood: %zd", rc);
+
+    fed = rc;
+    n = 0;
+
+    while (fed < (ssize_t) sizeof(in)) {
+        rc = yamux_input(s.s, in + fed, sizeof(in) - fed);
+        CHECK(rc >= 0, "no error");
+        if (rc < 0) {
+            break;
+        }
+
+        fed += rc;
+        n += take(&s, out, sizeof(out));
+    }
+
+    CHECK(n == 100 * 12, "every ping answered in the end: %zu bytes", n);
+
+    peer_free(&s);
+}
+
+
+static void
+test_go_away(void)
+{
+    static peer_t    c, s;
+    uint8_t   out[64], want[12], syn[12];
+    size_t    n;
+    uint32_t  id, id2;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    yamux_go_away(s.s, YAMUX_GOAWAY_NORMAL);
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_GO_AWAY, 0, 0, 0);
+    CHECK(n == 12, "go-away is one frame");
+    CHECK_MEM(out, want, 12, "go-away frame");
+    yamux_input(c.s, out, n);
+    CHECK(last(&c, 'g') && last(&c, 'g')->n == 0, "client sees go-away");
+
+    CHECK(yamux_stream_open(c.s, &id2, NULL) == YAMUX_EGOAWAY,
+          "no new stream after the peer's go-away");
+    CHECK(yamux_stream_open(s.s, &id2, NULL) == YAMUX_EGOAWAY,
+          "no new stream after our go-away");
+
+    /* the open stream still works both ways */
+    yamux_stream_write(c.s, id, (const uint8_t *) "abc", 3);
+    yamux_stream_write(s.s, id, (const uint8_t *) "xyz", 3);
+    pump(&c, &s);
+    CHECK(s.nrx == 3 && c.nrx == 3, "streams open before go-away go on");
+
+    /* a SYN that crossed the go-away is refused with RST */
+    hdr(syn, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 3, 0);
+    CHECK(yamux_input(s.s, syn, 12) == 12, "late SYN taken");
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_RST, 3, 0);
+    CHECK(n == 12, "answered with one frame");
+    CHECK_MEM(out, want, 12, "RST for a SYN after go-away");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_limits(void)
+{
+    static peer_t          c, s;
+    uint8_t         in[12], out[64], want[12];
+    size_t          n;
+    uint32_t        id, i;
+    yamux_config_t  conf;
+    yamux_stats_t   st;
+
+    /* max_streams: the peer's third stream is refused */
+    memset(&s, 0, sizeof(s));
+    yamux_config_init(&conf, 0);
+    conf.max_streams = 2;
+    s.s = yamux_session_new(&conf, &callbacks, &s);
+    s.consume = 1;
+
+    for (i = 0; i < 3; i++) {
+        hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1 + 2 * i, 0);
+        CHECK(yamux_input(s.s, in, 12) == 12, "SYN %u taken", i);
+    }
+
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_RST, 5, 0);
+    CHECK(n == 36, "two ACKs and one RST: %zu bytes", n);
+    CHECK(n >= 12 && memcmp(out, want, 12) == 0,
+          "the RST for stream 5 leaves first");
+    yamux_stats(s.s, &st);
+    CHECK(st.streams == 2 && st.streams_refused == 1,
+          "2 open, 1 refused: %u, %llu", st.streams,
+          (unsigned long long) st.streams_refused);
+    yamux_session_free(s.s);
+
+    /* syn_backlog: opens beyond unacknowledged SYNs are refused */
+    memset(&c, 0, sizeof(c));
+    yamux_config_init(&conf, 1);
+    conf.syn_backlog = 2;
+    c.s = yamux_session_new(&conf, &callbacks, &c);
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_OK, "SYN 1");
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_OK, "SYN 2");
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_ELIMIT,
+          "SYN 3 waits for an ACK");
+
+    hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_ACK, 1, 0);
+    yamux_input(c.s, in, 12);
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_OK,
+          "an ACK frees a place");
+    yamux_session_free(c.s);
+
+    /* the application refuses a stream */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+    s.refuse = 1;
+    hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    yamux_input(s.s, in, 12);
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_RST, 1, 0);
+    CHECK(n == 12, "refusal is one frame");
+    CHECK_MEM(out, want, 12, "RST for a refused stream");
+    peer_free(&s);
+}
+
+
+/* each case: frames fed to a fresh server that already accepted stream 1 */
+typedef struct {
+    const char  *name;
+    uint8_t      frames[3][12];
+    int          nframes;
+    const char  *why;       /* expected in yamux_error() */
+} bad_case_t;
+
+
+static void
+test_protocol_errors(void)
+{
+    int         i, j;
+    static peer_t      s;
+    uint8_t     in[12], out[64], want[12];
+    size_t      n;
+    ssize_t     rc;
+    bad_case_t  cases[16];
+
+    memset(cases, 0, sizeof(cases));
+    i = 0;
+
+    cases[i].name = "bad version";
+    hdr(cases[i].frames[0], YAMUX_PING, YAMUX_SYN, 0, 0);
+    cases[i].frames[0][0] = 1;
+    cases[i].nframes = 1;
+    cases[i++].why = "version 1";
+
+    cases[i].name = "unknown type";
+    hdr(cases[i].frames[0], 4, 0, 0, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "type 4";
+
+    cases[i].name = "data beyond the window";
+    hdr(cases[i].frames[0], YAMUX_DATA, 0, 1, YAMUX_INITIAL_WINDOW + 1);
+    cases[i].nframes = 1;
+    cases[i++].why = "exceed its receive window";
+
+    cases[i].name = "never opened stream";
+    hdr(cases[i].frames[0], YAMUX_DATA, 0, 9, 1);
+    cases[i].nframes = 1;
+    cases[i++].why = "never opened";
+
+    cases[i].name = "never opened stream of ours";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, 0, 4, 1);
+    cases[i].nframes = 1;
+    cases[i++].why = "never opened";
+
+    cases[i].name = "duplicate SYN";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "duplicate SYN";
+
+    cases[i].name = "wrong parity";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_SYN, 2, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "our parity";
+
+    cases[i].name = "id reuse";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_SYN, 3, 0);
+    hdr(cases[i].frames[1], YAMUX_WINDOW_UPDATE, YAMUX_RST, 3, 0);
+    hdr(cases[i].frames[2], YAMUX_WINDOW_UPDATE, YAMUX_SYN, 3, 0);
+    cases[i].nframes = 3;
+    cases[i++].why = "reopened stream 3";
+
+    cases[i].name = "data after FIN";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0);
+    hdr(cases[i].frames[1], YAMUX_DATA, 0, 1, 1);
+    cases[i].nframes = 2;
+    cases[i++].why = "after its FIN";
+
+    cases[i].name = "second FIN";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0);
+    hdr(cases[i].frames[1], YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0);
+    cases[i].nframes = 2;
+    cases[i++].why = "second FIN";
+
+    cases[i].name = "window overflow";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, 0, 1, 0xffffffffu);
+    cases[i].nframes = 1;
+    cases[i++].why = "overflows";
+
+    cases[i].name = "ping on a stream";
+    hdr(cases[i].frames[0], YAMUX_PING, YAMUX_SYN, 1, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "ping on stream 1";
+
+    cases[i].name = "ping without flags";
+    hdr(cases[i].frames[0], YAMUX_PING, 0, 0, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "neither SYN nor ACK";
+
+    cases[i].name = "data on stream 0";
+    hdr(cases[i].frames[0], YAMUX_DATA, 0, 0, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "stream 0";
+
+    cases[i].name = "oversized data for a closed stream";
+    hdr(cases[i].frames[0], YAMUX_WINDOW_UPDATE, YAMUX_SYN, 3, 0);
+    hdr(cases[i].frames[1], YAMUX_WINDOW_UPDATE, YAMUX_RST, 3, 0);
+    hdr(cases[i].frames[2], YAMUX_DATA, 0, 3, 0x7fffffff);
+    cases[i].nframes = 3;
+    cases[i++].why = "exceed any window";
+
+    for (j = 0; j < i; j++) {
+        peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+        hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+        yamux_input(s.s, in, 12);
+        take(&s, out, sizeof(out));
+
+        rc = 0;
+
+        for (int k = 0; k < cases[j].nframes && rc >= 0; k++) {
+            rc = yamux_input(s.s, cases[j].frames[k], 12);
+        }
+
+        CHECK(rc == YAMUX_EPROTO, "%s: protocol error, got %zd",
+              cases[j].name, rc);
+        CHECK(strstr(yamux_error(s.s), cases[j].why) != NULL,
+              "%s: reason \"%s\" mentions \"%s\"", cases[j].name,
+              yamux_error(s.s), cases[j].why);
+
+        /* the session ends with go-away(protocol error), after any RST */
+        n = take(&s, out, sizeof(out));
+        hdr(want, YAMUX_GO_AWAY, 0, 0, YAMUX_GOAWAY_PROTOCOL);
+        CHECK(n >= 12 && memcmp(out + n - 12, want, 12) == 0,
+              "%s: go-away(protocol error) sent", cases[j].name);
+
+        CHECK(yamux_input(s.s, in, 12) == YAMUX_EPROTO,
+              "%s: the session stays dead", cases[j].name);
+
+        peer_free(&s);
+    }
+}
+
+
+static void
+test_many_streams_random_split(void)
+{
+    static peer_t    c, s;
+    int       i, j;
+    size_t    n, off, k;
+    uint8_t  *buf;
+    uint32_t  ids[50];
+    uint8_t   payload[1000];
+
+    /* 50 streams interleaved, fed to the peer in random-sized pieces */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    for (i = 0; i < 50; i++) {
+        yamux_stream_open(c.s, &ids[i], NULL);
+    }
+
+    for (j = 0; j < 10; j++) {
+        for (i = 0; i < 50; i++) {
+            memset(payload, 'A' + i % 26, sizeof(payload));
+            yamux_stream_write(c.s, ids[i], payload, sizeof(payload));
+        }
+    }
+
+    for (i = 0; i < 50; i++) {
+        yamux_stream_close(c.s, ids[i]);
+    }
+
+    buf = malloc(1 << 20);
+    n = take(&c, buf, 1 << 20);
+    srand(7);
+
+    for (off = 0; off < n; off += k) {
+        k = 1 + rand() % 3000;
+        if (k > n - off) {
+            k = n - off;
+        }
+
+        CHECK(yamux_input(s.s, buf + off, k) == (ssize_t) k,
+              "piece at %zu taken", off);
+    }
+
+    free(buf);
+
+    CHECK(s.nrx == 50 * 10 * 1000, "all payload arrived: %zu", s.nrx);
+
+    for (i = 0; i < 50; i++) {
+        CHECK(count(&s, 'f', ids[i]) == 1, "FIN on stream %u", ids[i]);
+    }
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+int
+main(void)
+{
+    test_open_accept_exact_bytes();
+    test_data_exact_bytes();
+    test_half_close_both_ways();
+    test_reset();
+    test_window_backpressure();
+    test_queue_limit_and_memory();
+    test_control_overtakes_data();
+    test_ping_exact_and_flood();
+    test_go_away();
+    test_limits();
+    test_protocol_errors();
+    test_many_streams_random_split();
+
+    return check_done("test_yamux");
+}
