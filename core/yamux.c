@@ -92,6 +92,7 @@ struct yamux_stream_s {
     uint8_t           state;
     uint8_t           ctl;          /* ACK / RST to send */
     unsigned          local:1;      /* we opened it */
+    unsigned          syn_sent:1;   /* our SYN left the queue */
     unsigned          acked:1;      /* our SYN was acknowledged */
     unsigned          fin_sent:1;   /* our FIN left the queue */
     unsigned          want_write:1; /* stream_writable is owed */
@@ -1293,13 +1294,17 @@ yamux_frame_sent(yamux_session_t *s, const uint8_t *hdr)
 
     flags = (uint16_t) (hdr[2] << 8 | hdr[3]);
 
-    if (!(flags & (YAMUX_FIN | YAMUX_RST))) {
+    if (!(flags & (YAMUX_SYN | YAMUX_FIN | YAMUX_RST))) {
         return;
     }
 
     st = yamux_find(s, yamux_get32(hdr + 4));
     if (st == NULL) {
         return;
+    }
+
+    if (flags & YAMUX_SYN) {
+        st->syn_sent = 1;
     }
 
     if (flags & YAMUX_RST) {
@@ -1364,7 +1369,8 @@ yamux_stream_open(yamux_session_t *s, uint32_t *id, void *sd)
         return YAMUX_ESESSION;
     }
 
-    if (s->local_go_away || s->remote_go_away) {
+    /* as hashicorp: our own go-away only refuses the peer's new streams */
+    if (s->remote_go_away) {
         return YAMUX_EGOAWAY;
     }
 
@@ -1624,9 +1630,20 @@ yamux_stream_reset(yamux_session_t *s, uint32_t id)
 
     (void) yamux_transition(st, YAMUX_EV_LOCAL_RST);
 
-    st->ctl = YAMUX_RST;
     st->want_write = 0;
-    yamux_want_ctl(s, st);
+
+    if (st->local && !st->syn_sent) {
+        /* the RST may not overtake the SYN still queued for the stream */
+        if (yamux_fifo_frame(s, YAMUX_WINDOW_UPDATE, YAMUX_RST, id, 0)
+            != YAMUX_OK)
+        {
+            return YAMUX_ENOMEM;
+        }
+
+    } else {
+        st->ctl = YAMUX_RST;
+        yamux_want_ctl(s, st);
+    }
 
     if (st->on_wait) {
         yamux_list_del(&s->wait_list, st, YAMUX_WAIT_LINK);

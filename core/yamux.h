@@ -203,7 +203,10 @@ uint32_t yamux_stream_send_window(yamux_session_t *s, uint32_t id);
 /* send a ping carrying "opaque"; the answer comes through ping_ack */
 int yamux_ping(yamux_session_t *s, uint32_t opaque);
 
-/* no new streams from now on; existing ones continue */
+/*
+ * Tell the peer not to open new streams (its SYNs are refused from now on);
+ * existing streams continue, and we may still open streams ourselves.
+ */
 int yamux_go_away(yamux_session_t *s, uint32_t code);
 
 
