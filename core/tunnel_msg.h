@@ -103,6 +103,10 @@ typedef struct {
     tunnel_str_t   url;             /* bound: public URL */
     tunnel_str_t   remote_addr;     /* stream: public peer's address */
     tunnel_str_t   server_name;     /* stream: SNI or Host */
+    tunnel_str_t   instance;        /* hello: one running client, the same
+                                       across its reconnects */
+
+    char           error[96];       /* why decoding failed */
 } tunnel_msg_t;
 
 
@@ -125,6 +129,7 @@ typedef struct {
 #define TUNNEL_T_URL             22
 #define TUNNEL_T_REMOTE_ADDR     23
 #define TUNNEL_T_SERVER_NAME     24
+#define TUNNEL_T_INSTANCE        25
 
 #define TUNNEL_HAS(m, tag)       ((m)->present & (1u << ((tag) & 31)))
 
