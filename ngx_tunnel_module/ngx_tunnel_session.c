@@ -1,0 +1,1563 @@
+
+/*
+ * Copyright (C) ngx_tunnel developers
+ *
+ * A registration connection: the yamux session on nginx's event loop, its
+ * control stream (hello, binds), keep-alive, and the drain on reload.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_stream.h>
+
+#include "ngx_tunnel_session.h"
+
+
+#define NGX_TUNNEL_READ_SIZE      (64 * 1024)
+#define NGX_TUNNEL_READ_ROUNDS    16        /* then let others run */
+#define NGX_TUNNEL_IOVS           64
+#define NGX_TUNNEL_CHUNKS_KEPT    64        /* 4 MiB of free chunks */
+#define NGX_TUNNEL_CTL_OUT        4096      /* one control message */
+#define NGX_TUNNEL_BIND_TRIES     16
+
+
+typedef struct {
+    ngx_rbtree_t                  sessions;
+    ngx_rbtree_node_t             sentinel;
+    ngx_shm_zone_t               *zone;
+    u_char                       *rbuf;         /* shared by all sessions:
+                                                   yamux_input never keeps
+                                                   a pointer into it */
+    void                         *chunks[NGX_TUNNEL_CHUNKS_KEPT];
+    ngx_uint_t                    nchunks;
+} ngx_tunnel_worker_t;
+
+
+static void *ngx_tunnel_mux_alloc(size_t size, void *ud);
+static void ngx_tunnel_mux_free(void *p, void *ud);
+static void ngx_tunnel_session_read_handler(ngx_event_t *rev);
+static void ngx_tunnel_session_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_tunnel_session_send(ngx_tunnel_session_t *ts);
+static ngx_int_t ngx_tunnel_session_input(ngx_tunnel_session_t *ts,
+    u_char *p, size_t n);
+static void ngx_tunnel_session_timer(ngx_event_t *ev);
+static void ngx_tunnel_session_drain(ngx_tunnel_session_t *ts);
+static void ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts);
+
+static int ngx_tunnel_on_open(yamux_session_t *mux, uint32_t id, void *ud);
+static void ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
+    const uint8_t *p, size_t n);
+static void ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd);
+static void ngx_tunnel_on_writable(yamux_session_t *mux, uint32_t id,
+    void *sd);
+static void ngx_tunnel_on_closed(yamux_session_t *mux, uint32_t id,
+    void *sd, yamux_close_e how);
+static void ngx_tunnel_on_ping_ack(yamux_session_t *mux, uint32_t opaque,
+    void *ud);
+static void ngx_tunnel_on_go_away(yamux_session_t *mux, uint32_t code,
+    void *ud);
+
+static void ngx_tunnel_control_data(ngx_tunnel_session_t *ts,
+    const u_char *p, size_t n);
+static ngx_int_t ngx_tunnel_control_message(ngx_tunnel_session_t *ts,
+    tunnel_msg_t *m);
+static void ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static void ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static ngx_uint_t ngx_tunnel_bind_name(ngx_tunnel_session_t *ts,
+    ngx_tunnel_tunnel_t *t, tunnel_msg_t *m, ngx_str_t *why);
+static ngx_uint_t ngx_tunnel_bind_port(ngx_tunnel_session_t *ts,
+    ngx_tunnel_tunnel_t *t, tunnel_msg_t *m, ngx_str_t *why);
+static void ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static void ngx_tunnel_tunnel_free(ngx_tunnel_session_t *ts,
+    ngx_tunnel_tunnel_t *t);
+static ngx_int_t ngx_tunnel_url(ngx_tunnel_session_t *ts,
+    ngx_tunnel_tunnel_t *t, ngx_str_t *url);
+static void ngx_tunnel_send(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static void ngx_tunnel_refuse(ngx_tunnel_session_t *ts, ngx_uint_t code,
+    const char *message);
+static ngx_str_t ngx_tunnel_str(ngx_pool_t *pool, tunnel_str_t *s);
+
+
+static ngx_tunnel_worker_t  *ngx_tunnel_worker;
+
+
+static const yamux_callbacks_t  ngx_tunnel_mux_callbacks = {
+    ngx_tunnel_on_open,
+    ngx_tunnel_on_data,
+    ngx_tunnel_on_fin,
+    ngx_tunnel_on_writable,
+    ngx_tunnel_on_closed,
+    ngx_tunnel_on_ping_ack,
+    ngx_tunnel_on_go_away
+};
+
+
+/* the worker */
+
+ngx_int_t
+ngx_tunnel_worker_init(ngx_cycle_t *cycle, ngx_shm_zone_t *zone)
+{
+    ngx_tunnel_worker_t  *w;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_tunnel_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->rbuf = ngx_palloc(cycle->pool, NGX_TUNNEL_READ_SIZE);
+    if (w->rbuf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
+    w->zone = zone;
+
+    ngx_tunnel_worker = w;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tunnel_worker_exit(ngx_cycle_t *cycle)
+{
+    ngx_uint_t             i;
+    ngx_rbtree_node_t     *node;
+    ngx_tunnel_worker_t   *w;
+    ngx_tunnel_session_t  *ts;
+
+    w = ngx_tunnel_worker;
+    if (w == NULL) {
+        return;
+    }
+
+    /* the process ends without closing connections: clear the registry */
+
+    while (w->sessions.root != w->sessions.sentinel) {
+        node = ngx_rbtree_min(w->sessions.root, w->sessions.sentinel);
+        ts = (ngx_tunnel_session_t *) node;
+
+        ngx_rbtree_delete(&w->sessions, node);
+
+        if (ts->sh) {
+            ngx_tunnel_registry_session_remove(ts->zone, ts->sh);
+            ts->sh = NULL;
+        }
+    }
+
+    for (i = 0; i < w->nchunks; i++) {
+        ngx_free(w->chunks[i]);
+    }
+
+    w->nchunks = 0;
+    ngx_tunnel_worker = NULL;
+}
+
+
+void *
+ngx_tunnel_chunk_alloc(void)
+{
+    ngx_tunnel_worker_t  *w;
+
+    w = ngx_tunnel_worker;
+
+    if (w && w->nchunks) {
+        return w->chunks[--w->nchunks];
+    }
+
+    return ngx_alloc(NGX_TUNNEL_CHUNK_SIZE, ngx_cycle->log);
+}
+
+
+void
+ngx_tunnel_chunk_free(void *p)
+{
+    ngx_tunnel_worker_t  *w;
+
+    w = ngx_tunnel_worker;
+
+    if (w && w->nchunks < NGX_TUNNEL_CHUNKS_KEPT) {
+        w->chunks[w->nchunks++] = p;
+        return;
+    }
+
+    ngx_free(p);
+}
+
+
+/* yamux allocates its output blocks in chunks, the rest with malloc */
+
+static void *
+ngx_tunnel_mux_alloc(size_t size, void *ud)
+{
+    if (size == NGX_TUNNEL_CHUNK_SIZE) {
+        return ngx_tunnel_chunk_alloc();
+    }
+
+    return ngx_alloc(size, ngx_cycle->log);
+}
+
+
+static void
+ngx_tunnel_mux_free(void *p, void *ud)
+{
+    ngx_free(p);
+}
+
+
+ngx_tunnel_session_t *
+ngx_tunnel_session_find(uint64_t id)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    if (ngx_tunnel_worker == NULL) {
+        return NULL;
+    }
+
+    node = ngx_tunnel_worker->sessions.root;
+    sentinel = ngx_tunnel_worker->sessions.sentinel;
+
+    while (node != sentinel) {
+        if (id == node->key) {
+            return (ngx_tunnel_session_t *) node;
+        }
+
+        node = (id < node->key) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* the content handler of a "tunnel_server on" server */
+
+void
+ngx_tunnel_session_init(ngx_stream_session_t *s)
+{
+    ngx_connection_t               *c;
+    yamux_config_t                  yc;
+    ngx_tunnel_session_t           *ts;
+    ngx_stream_tunnel_srv_conf_t   *tscf;
+    ngx_stream_tunnel_main_conf_t  *tmcf;
+
+    c = s->connection;
+
+    tscf = ngx_stream_get_module_srv_conf(s, ngx_stream_tunnel_module);
+    tmcf = ngx_stream_get_module_main_conf(s, ngx_stream_tunnel_module);
+
+    if (ngx_tunnel_worker == NULL || tmcf->zone == NULL) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "tunnel_server needs a tunnel_zone in the stream block");
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ts = ngx_pcalloc(c->pool, sizeof(ngx_tunnel_session_t));
+    if (ts == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ts->connection = c;
+    ts->stream = s;
+    ts->conf = tscf;
+    ts->zone = tmcf->zone;
+
+    ngx_queue_init(&ts->streams);
+    ngx_queue_init(&ts->tunnels);
+
+    yamux_config_init(&yc, 0);
+    yc.window = (uint32_t) tscf->window;
+    yc.max_streams = (uint32_t) tscf->max_streams;
+    yc.block_size = NGX_TUNNEL_CHUNK_SIZE;
+    yc.allocator.alloc = ngx_tunnel_mux_alloc;
+    yc.allocator.free = ngx_tunnel_mux_free;
+
+    ts->mux = yamux_session_new(&yc, &ngx_tunnel_mux_callbacks, ts);
+    if (ts->mux == NULL) {
+        ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    c->data = ts;
+    c->read->handler = ngx_tunnel_session_read_handler;
+    c->write->handler = ngx_tunnel_session_write_handler;
+    c->log->action = "reading the tunnel client's hello";
+
+    /* a graceful shutdown reaches idle connections through c->close */
+    c->idle = 1;
+    ngx_reusable_connection(c, 0);
+
+    /* the id is random in the registry; before hello, a local one */
+    ts->node.key = (ngx_rbtree_key_t) c->number << 1 | 1;
+    ts->id = ts->node.key;
+    ngx_rbtree_insert(&ngx_tunnel_worker->sessions, &ts->node);
+
+    ts->timer.handler = ngx_tunnel_session_timer;
+    ts->timer.data = ts;
+    ts->timer.log = c->log;
+    ngx_add_timer(&ts->timer, tscf->handshake_timeout);
+
+    ts->last_input = ngx_current_msec;
+
+    /* the hello may be there already */
+    c->read->ready = 1;
+    ngx_tunnel_session_read_handler(c->read);
+}
+
+
+static void
+ngx_tunnel_session_read_handler(ngx_event_t *rev)
+{
+    size_t                 size;
+    ssize_t                n;
+    ngx_uint_t             i;
+    ngx_connection_t      *c;
+    ngx_tunnel_session_t  *ts;
+
+    c = rev->data;
+    ts = c->data;
+
+    if (c->close) {
+        c->close = 0;
+
+        if (c->error || !ts->welcomed) {
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+
+        ngx_tunnel_session_drain(ts);
+    }
+
+    if (ts->stash) {
+        /* what the last round could not take: control answers were due */
+        n = ngx_tunnel_session_input(ts, ts->stash->pos,
+                                     ts->stash->last - ts->stash->pos);
+        if (n == NGX_ERROR) {
+            return;
+        }
+
+        ts->stash->pos += n;
+
+        if (ts->stash->pos < ts->stash->last) {
+            ngx_tunnel_session_flush(ts);
+            return;
+        }
+
+        ngx_tunnel_chunk_free(ts->stash->start);
+        ts->stash = NULL;
+    }
+
+    for (i = 0; i < NGX_TUNNEL_READ_ROUNDS; i++) {
+
+        if (!rev->ready) {
+            break;
+        }
+
+        n = c->recv(c, ngx_tunnel_worker->rbuf, NGX_TUNNEL_READ_SIZE);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel: session %016xL closed by the client",
+                          ts->id);
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+
+        ts->stream->received += n;
+        ts->last_input = ngx_current_msec;
+
+        size = ngx_tunnel_session_input(ts, ngx_tunnel_worker->rbuf, n);
+        if (size == (size_t) NGX_ERROR) {
+            return;
+        }
+
+        if (size < (size_t) n) {
+            /* keep the rest until our answers have been sent */
+            ts->stash = ngx_calloc_buf(c->pool);
+            if (ts->stash == NULL) {
+                ngx_tunnel_session_close(ts);
+                return;
+            }
+
+            ts->stash->start = ngx_tunnel_chunk_alloc();
+            if (ts->stash->start == NULL) {
+                ngx_tunnel_session_close(ts);
+                return;
+            }
+
+            ts->stash->pos = ts->stash->start;
+            ts->stash->last = ngx_cpymem(ts->stash->pos,
+                                         ngx_tunnel_worker->rbuf + size,
+                                         n - size);
+            ts->stash->end = ts->stash->start + NGX_TUNNEL_CHUNK_SIZE;
+            break;
+        }
+    }
+
+    if (i == NGX_TUNNEL_READ_ROUNDS && rev->ready) {
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    ngx_tunnel_session_flush(ts);
+}
+
+
+/* feeds bytes to yamux; returns how many it took, or NGX_ERROR if the
+ * session was closed */
+static ngx_int_t
+ngx_tunnel_session_input(ngx_tunnel_session_t *ts, u_char *p, size_t n)
+{
+    ssize_t  rc;
+
+    ts->in_input = 1;
+    rc = yamux_input(ts->mux, p, n);
+    ts->in_input = 0;
+
+    if (rc == YAMUX_EPROTO) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL broke the yamux protocol: %s",
+                      ts->id, yamux_error(ts->mux));
+        ngx_tunnel_session_flush(ts);
+        ngx_tunnel_session_close(ts);
+        return NGX_ERROR;
+    }
+
+    if (ts->closing) {
+        ngx_tunnel_session_close(ts);
+        return NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_tunnel_session_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t      *c;
+    ngx_tunnel_session_t  *ts;
+
+    c = wev->data;
+    ts = c->data;
+
+    ngx_tunnel_session_flush(ts);
+}
+
+
+void
+ngx_tunnel_session_flush(ngx_tunnel_session_t *ts)
+{
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+
+    if (ts->in_input) {
+        return;
+    }
+
+    if (ngx_tunnel_session_send(ts) == NGX_ERROR) {
+        c->error = 1;
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    if (ts->closing) {
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    if (ts->stash && yamux_output_pending(ts->mux) == 0) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_tunnel_session_close(ts);
+    }
+}
+
+
+/* writes what yamux has queued, as far as the socket takes it */
+static ngx_int_t
+ngx_tunnel_session_send(ngx_tunnel_session_t *ts)
+{
+    int                i, n;
+    size_t             sent, total;
+    ngx_buf_t          bufs[NGX_TUNNEL_IOVS];
+    ngx_chain_t        chain[NGX_TUNNEL_IOVS], *cl;
+    struct iovec       iov[NGX_TUNNEL_IOVS];
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+
+    while (c->write->ready && !c->error) {
+
+        n = yamux_output(ts->mux, iov, NGX_TUNNEL_IOVS);
+        if (n == 0) {
+            break;
+        }
+
+        total = 0;
+
+        for (i = 0; i < n; i++) {
+            ngx_memzero(&bufs[i], sizeof(ngx_buf_t));
+            bufs[i].start = iov[i].iov_base;
+            bufs[i].pos = iov[i].iov_base;
+            bufs[i].last = bufs[i].pos + iov[i].iov_len;
+            bufs[i].end = bufs[i].last;
+            bufs[i].memory = 1;
+
+            chain[i].buf = &bufs[i];
+            chain[i].next = (i + 1 < n) ? &chain[i + 1] : NULL;
+
+            total += iov[i].iov_len;
+        }
+
+        cl = c->send_chain(c, chain, 0);
+
+        if (cl == NGX_CHAIN_ERROR) {
+            return NGX_ERROR;
+        }
+
+        /* what the chain functions moved, whether sent or buffered */
+        sent = 0;
+
+        for (i = 0; i < n; i++) {
+            sent += bufs[i].pos - bufs[i].start;
+        }
+
+        ts->in_input = 1;
+        yamux_output_advance(ts->mux, sent);
+        ts->in_input = 0;
+
+        if (ts->closing || sent < total) {
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_tunnel_session_timer(ngx_event_t *ev)
+{
+    ngx_msec_t             silent;
+    ngx_queue_t           *q;
+    ngx_tunnel_tunnel_t   *t;
+    ngx_tunnel_session_t  *ts;
+
+    ts = ev->data;
+
+    if (!ts->welcomed) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: client sent no hello within %M ms",
+                      ts->conf->handshake_timeout);
+        ngx_tunnel_refuse(ts, TUNNEL_E_TIMEOUT, NULL);
+        return;
+    }
+
+    if (ts->draining) {
+        if (ngx_current_msec >= ts->deadline) {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL drained for %M ms, "
+                          "closing it with %ui streams open", ts->id,
+                          ts->conf->drain_timeout, ts->nstreams);
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+
+        /* done early when the client has moved every name elsewhere */
+        for (q = ngx_queue_head(&ts->tunnels);
+             q != ngx_queue_sentinel(&ts->tunnels);
+             q = ngx_queue_next(q))
+        {
+            t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+            if (t->member && t->member->entry) {
+                break;
+            }
+        }
+
+        if (q == ngx_queue_sentinel(&ts->tunnels) && ts->nstreams == 0) {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL drained", ts->id);
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+    }
+
+    silent = ngx_current_msec - ts->last_input;
+
+    if (silent >= 3 * ts->conf->heartbeat) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL is dead: nothing received "
+                      "for %M ms", ts->id, silent);
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    (void) yamux_ping(ts->mux, (uint32_t) ngx_current_msec);
+    ngx_tunnel_session_flush(ts);
+
+    if (!ts->closing) {
+        ngx_add_timer(&ts->timer, ts->draining ? ngx_min(1000,
+                                                     ts->conf->heartbeat)
+                                               : ts->conf->heartbeat);
+    }
+}
+
+
+/*
+ * The worker is quitting: our public ports go first, so that the new
+ * workers can take them, then the client is asked to reconnect; it opens a
+ * new session, binds its names there and leaves this one, which serves its
+ * open streams until then.
+ */
+static void
+ngx_tunnel_session_drain(ngx_tunnel_session_t *ts)
+{
+    ngx_queue_t          *q;
+    tunnel_msg_t          m;
+    ngx_tunnel_tunnel_t  *t;
+
+    if (ts->draining) {
+        return;
+    }
+
+    ts->draining = 1;
+    ts->deadline = ngx_current_msec + ts->conf->drain_timeout;
+
+    for (q = ngx_queue_head(&ts->tunnels);
+         q != ngx_queue_sentinel(&ts->tunnels);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+        ngx_tunnel_tcp_close(t);
+    }
+
+    if (ts->sh) {
+        ts->sh->draining = 1;
+    }
+
+    ngx_memzero(&m, sizeof(tunnel_msg_t));
+    m.type = TUNNEL_NOTICE;
+    m.code = TUNNEL_NOTICE_RECONNECT;
+    m.message = tunnel_str("the server is reloading: reconnect now");
+    ngx_tunnel_send(ts, &m);
+
+    (void) yamux_go_away(ts->mux, YAMUX_GOAWAY_NORMAL);
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL asked to reconnect (shutdown), "
+                  "%ui streams open", ts->id, ts->nstreams);
+
+    if (ts->timer.timer_set) {
+        ngx_del_timer(&ts->timer);
+    }
+
+    ngx_add_timer(&ts->timer, ngx_min(1000, ts->conf->heartbeat));
+
+    ngx_tunnel_session_flush(ts);
+}
+
+
+void
+ngx_tunnel_session_close(ngx_tunnel_session_t *ts)
+{
+    if (ts->in_input) {
+        /* inside yamux: finish once it returns */
+        ts->closing = 1;
+        return;
+    }
+
+    ngx_tunnel_session_finalize(ts);
+}
+
+
+static void
+ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
+{
+    ngx_queue_t           *q;
+    ngx_connection_t      *c;
+    ngx_tunnel_stream_t   *bs;
+    ngx_tunnel_tunnel_t   *t;
+
+    c = ts->connection;
+    ts->closing = 1;
+
+    while (!ngx_queue_empty(&ts->streams)) {
+        q = ngx_queue_head(&ts->streams);
+        bs = ngx_queue_data(q, ngx_tunnel_stream_t, queue);
+        ngx_tunnel_bridge_abort(bs);
+    }
+
+    while (!ngx_queue_empty(&ts->tunnels)) {
+        q = ngx_queue_head(&ts->tunnels);
+        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+        ngx_queue_remove(q);
+        ngx_tunnel_tcp_close(t);
+        t->member = NULL;   /* the registry frees members with the session */
+    }
+
+    if (ts->sh) {
+        ngx_tunnel_registry_session_remove(ts->zone, ts->sh);
+        ts->sh = NULL;
+    }
+
+    if (ngx_tunnel_worker) {
+        ngx_rbtree_delete(&ngx_tunnel_worker->sessions, &ts->node);
+    }
+
+    if (ts->timer.timer_set) {
+        ngx_del_timer(&ts->timer);
+    }
+
+    if (ts->stash) {
+        ngx_tunnel_chunk_free(ts->stash->start);
+        ts->stash = NULL;
+    }
+
+    if (ts->ctl_in) {
+        ngx_tunnel_chunk_free(ts->ctl_in->start);
+        ts->ctl_in = NULL;
+    }
+
+    /* a last go-away or error message, if the socket takes it now */
+    (void) ngx_tunnel_session_send(ts);
+
+    yamux_session_free(ts->mux);
+    ts->mux = NULL;
+
+    c->data = ts->stream;
+    c->idle = 0;
+
+    ngx_stream_finalize_session(ts->stream, NGX_STREAM_OK);
+}
+
+
+/* yamux events */
+
+static int
+ngx_tunnel_on_open(yamux_session_t *mux, uint32_t id, void *ud)
+{
+    ngx_tunnel_session_t  *ts = ud;
+
+    /* the client opens one stream, the first: the control stream */
+    if (ts->ctl_id == 0) {
+        ts->ctl_id = id;
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL: client opened stream %uD, "
+                  "refused (only the control stream is expected)",
+                  ts->id, id);
+
+    return -1;
+}
+
+
+static void
+ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
+    const uint8_t *p, size_t n)
+{
+    ngx_tunnel_session_t  *ts;
+
+    ts = yamux_session_data(mux);
+
+    if (id == ts->ctl_id) {
+        yamux_stream_consumed(mux, id, n);
+        ngx_tunnel_control_data(ts, p, n);
+        return;
+    }
+
+    if (sd) {
+        ngx_tunnel_bridge_data(sd, p, n);
+    }
+}
+
+
+static void
+ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd)
+{
+    ngx_tunnel_session_t  *ts;
+
+    ts = yamux_session_data(mux);
+
+    if (id == ts->ctl_id) {
+        /* the client is leaving */
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL: client closed its control "
+                      "stream", ts->id);
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    if (sd) {
+        ngx_tunnel_bridge_fin(sd);
+    }
+}
+
+
+static void
+ngx_tunnel_on_writable(yamux_session_t *mux, uint32_t id, void *sd)
+{
+    if (sd) {
+        ngx_tunnel_bridge_writable(sd);
+    }
+}
+
+
+static void
+ngx_tunnel_on_closed(yamux_session_t *mux, uint32_t id, void *sd,
+    yamux_close_e how)
+{
+    ngx_tunnel_session_t  *ts;
+
+    ts = yamux_session_data(mux);
+
+    if (id == ts->ctl_id) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL: control stream reset",
+                      ts->id);
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    if (sd) {
+        ngx_tunnel_bridge_closed(sd, how);
+    }
+}
+
+
+static void
+ngx_tunnel_on_ping_ack(yamux_session_t *mux, uint32_t opaque, void *ud)
+{
+    ngx_tunnel_session_t  *ts = ud;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_STREAM, ts->connection->log, 0,
+                   "tunnel: session %016xL: ping answered in %M ms",
+                   ts->id, (ngx_msec_t) ((uint32_t) ngx_current_msec
+                                         - opaque));
+}
+
+
+static void
+ngx_tunnel_on_go_away(yamux_session_t *mux, uint32_t code, void *ud)
+{
+    ngx_tunnel_session_t  *ts = ud;
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL: client is leaving (go-away %uD), "
+                  "%ui streams open", ts->id, code, ts->nstreams);
+
+    if (code != YAMUX_GOAWAY_NORMAL || ts->nstreams == 0) {
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    /* it has a new session: serve what is open, then go */
+    if (!ts->draining) {
+        ts->draining = 1;
+        ts->deadline = ngx_current_msec + ts->conf->drain_timeout;
+
+        if (ts->sh) {
+            ts->sh->draining = 1;
+        }
+    }
+}
+
+
+/* the control stream */
+
+static void
+ngx_tunnel_control_data(ngx_tunnel_session_t *ts, const u_char *p, size_t n)
+{
+    int            rc;
+    size_t         k, used;
+    ngx_buf_t     *b;
+    const char    *why;
+    tunnel_msg_t   m;
+
+    if (ts->ctl_in == NULL) {
+        b = ngx_calloc_buf(ts->connection->pool);
+        if (b == NULL) {
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+
+        b->start = ngx_tunnel_chunk_alloc();
+        if (b->start == NULL) {
+            ngx_tunnel_session_close(ts);
+            return;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
+        b->end = b->start + NGX_TUNNEL_CHUNK_SIZE;
+        ts->ctl_in = b;
+    }
+
+    b = ts->ctl_in;
+
+    /* a whole message always fits: TUNNEL_MSG_MAX <= the chunk */
+    while (n) {
+        if (b->pos > b->start && (size_t) (b->end - b->last) < n) {
+            b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
+            b->pos = b->start;
+        }
+
+        k = ngx_min(n, (size_t) (b->end - b->last));
+        b->last = ngx_cpymem(b->last, p, k);
+        p += k;
+        n -= k;
+
+        for ( ;; ) {
+            rc = tunnel_msg_decode(&m, b->pos, b->last - b->pos, &used,
+                                   &why);
+
+            if (rc == TUNNEL_MSG_AGAIN) {
+                break;
+            }
+
+            if (rc == TUNNEL_MSG_INVALID) {
+                ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                              "tunnel: session %016xL sent a bad control "
+                              "message: %s", ts->id, why);
+                ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE, why);
+                return;
+            }
+
+            if (ngx_tunnel_control_message(ts, &m) != NGX_OK) {
+                return;
+            }
+
+            b->pos += used;
+        }
+
+        if (b->pos == b->last) {
+            b->pos = b->start;
+            b->last = b->start;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_tunnel_control_message(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+{
+    if (ts->closing) {
+        return NGX_ERROR;
+    }
+
+    if (!ts->welcomed && m->type != TUNNEL_HELLO) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: client sent %s before hello",
+                      tunnel_msg_type_name(m->type));
+        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                          "the first message must be hello");
+        return NGX_ERROR;
+    }
+
+    switch (m->type) {
+
+    case TUNNEL_HELLO:
+        if (ts->welcomed) {
+            ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE, "a second hello");
+            return NGX_ERROR;
+        }
+
+        ngx_tunnel_hello(ts, m);
+        break;
+
+    case TUNNEL_BIND:
+        ngx_tunnel_bind(ts, m);
+        break;
+
+    case TUNNEL_UNBIND:
+        ngx_tunnel_unbind(ts, m);
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL sent %s, which only a server "
+                      "sends", ts->id, tunnel_msg_type_name(m->type));
+        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                          "this message is not for the server");
+        return NGX_ERROR;
+    }
+
+    return ts->closing ? NGX_ERROR : NGX_OK;
+}
+
+
+static void
+ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+{
+    u_char                      id[16];
+    ngx_str_t                   client;
+    tunnel_msg_t                w;
+    ngx_connection_t           *c;
+    ngx_tunnel_token_t         *token;
+    ngx_tunnel_session_info_t   info;
+
+    c = ts->connection;
+
+    if (m->version != TUNNEL_PROTO_VERSION) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: client speaks protocol version %uD, "
+                      "this server %d", m->version, TUNNEL_PROTO_VERSION);
+        ngx_tunnel_refuse(ts, TUNNEL_E_VERSION,
+                          "this server speaks protocol version 1: "
+                          "use a matching client");
+        return;
+    }
+
+    token = ngx_tunnel_token_find(ts->conf->tokens, (u_char *) m->token.data,
+                                  m->token.len);
+    if (token == NULL) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: client %V refused: unknown token",
+                      &c->addr_text);
+        ngx_tunnel_refuse(ts, TUNNEL_E_AUTH, NULL);
+        return;
+    }
+
+    ts->token = token;
+
+    client.len = m->client_name.len + m->client_version.len + 1;
+    client.data = ngx_pnalloc(c->pool, client.len);
+    if (client.data == NULL) {
+        ngx_tunnel_refuse(ts, TUNNEL_E_INTERNAL, NULL);
+        return;
+    }
+
+    ngx_sprintf(client.data, "%*s/%*s",
+                m->client_name.len, m->client_name.data,
+                m->client_version.len, m->client_version.data);
+
+    info.hash = token->hash;
+    info.account = token->account;
+    info.instance = ngx_tunnel_str(c->pool, &m->instance);
+    info.addr = c->addr_text;
+    info.client = client;
+
+    ts->sh = ngx_tunnel_registry_session_add(ts->zone, &info);
+    if (ts->sh == NULL) {
+        ngx_tunnel_refuse(ts, TUNNEL_E_INTERNAL,
+                          "the server's tunnel_zone is full");
+        return;
+    }
+
+    /* from now on the session is known by its registry id */
+    ngx_rbtree_delete(&ngx_tunnel_worker->sessions, &ts->node);
+    ts->id = ts->sh->id;
+    ts->node.key = (ngx_rbtree_key_t) ts->id;
+    ngx_rbtree_insert(&ngx_tunnel_worker->sessions, &ts->node);
+
+    ts->welcomed = 1;
+    c->log->action = "serving tunnels";
+
+    ngx_sprintf(id, "%016xL", ts->id);
+
+    ngx_memzero(&w, sizeof(tunnel_msg_t));
+    w.type = TUNNEL_WELCOME;
+    w.version = TUNNEL_PROTO_VERSION;
+    w.session_id.data = id;
+    w.session_id.len = 16;
+    w.heartbeat_ms = (uint32_t) ts->conf->heartbeat;
+    w.max_streams = (uint32_t) ts->conf->max_streams;
+    ngx_tunnel_send(ts, &w);
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "tunnel: session %016xL from %V for account \"%V\" "
+                  "(client \"%V\")", ts->id, &c->addr_text,
+                  &token->account, &client);
+
+    if (ts->timer.timer_set) {
+        ngx_del_timer(&ts->timer);
+    }
+
+    ngx_add_timer(&ts->timer, ts->conf->heartbeat);
+}
+
+
+static void
+ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+{
+    ngx_str_t             why, url;
+    ngx_uint_t            code;
+    tunnel_msg_t          r;
+    ngx_tunnel_tunnel_t  *t;
+
+    ngx_str_null(&why);
+
+    t = ngx_pcalloc(ts->connection->pool, sizeof(ngx_tunnel_tunnel_t));
+    if (t == NULL) {
+        code = TUNNEL_E_INTERNAL;
+        goto failed;
+    }
+
+    t->session = ts;
+    t->kind = m->kind;
+    t->id = ++ts->next_tunnel;
+
+    if (ts->draining) {
+        code = TUNNEL_E_SHUTDOWN;
+        goto failed;
+    }
+
+    if (ts->token->max_tunnels
+        && ts->sh->tunnels >= ts->token->max_tunnels)
+    {
+        code = TUNNEL_E_LIMIT;
+        ngx_str_set(&why, "this token may not open more tunnels");
+        goto failed;
+    }
+
+    switch (m->kind) {
+
+    case TUNNEL_KIND_HTTP:
+    case TUNNEL_KIND_TLS:
+        code = ngx_tunnel_bind_name(ts, t, m, &why);
+        break;
+
+    case TUNNEL_KIND_TCP:
+        code = ngx_tunnel_bind_port(ts, t, m, &why);
+        break;
+
+    default:
+        code = TUNNEL_E_KIND;
+        ngx_str_set(&why, "unknown tunnel kind");
+    }
+
+    if (code) {
+        goto failed;
+    }
+
+    if (ngx_tunnel_url(ts, t, &url) != NGX_OK) {
+        ngx_tunnel_tunnel_free(ts, t);
+        code = TUNNEL_E_INTERNAL;
+        goto failed;
+    }
+
+    ngx_queue_insert_tail(&ts->tunnels, &t->queue);
+
+    ngx_memzero(&r, sizeof(tunnel_msg_t));
+    r.type = TUNNEL_BOUND;
+    r.request_id = m->request_id;
+    r.tunnel_id = t->id;
+    r.kind = (uint32_t) t->kind;
+    r.port = t->port;
+    r.name.data = t->name.data;
+    r.name.len = t->name.len;
+    r.url.data = url.data;
+    r.url.len = url.len;
+    ngx_tunnel_send(ts, &r);
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL (account \"%V\") bound %s "
+                  "tunnel %V", ts->id, &ts->token->account,
+                  tunnel_kind_name(t->kind), &url);
+    return;
+
+failed:
+
+    if (why.len == 0) {
+        why.data = (u_char *) tunnel_error_text(code);
+        why.len = ngx_strlen(why.data);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL (account \"%V\") refused %s "
+                  "bind \"%*s\" port %uD: %V", ts->id, &ts->token->account,
+                  tunnel_kind_name(m->kind), m->name.len, m->name.data,
+                  m->port, &why);
+
+    ngx_memzero(&r, sizeof(tunnel_msg_t));
+    r.type = TUNNEL_BIND_ERROR;
+    r.request_id = m->request_id;
+    r.code = (uint32_t) code;
+    r.message.data = why.data;
+    r.message.len = why.len;
+    ngx_tunnel_send(ts, &r);
+}
+
+
+static ngx_uint_t
+ngx_tunnel_bind_name(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
+    tunnel_msg_t *m, ngx_str_t *why)
+{
+    u_char                        *p;
+    ngx_str_t                      name;
+    ngx_uint_t                     code;
+    ngx_pool_t                    *pool;
+    ngx_stream_tunnel_srv_conf_t  *conf;
+
+    conf = ts->conf;
+    pool = ts->connection->pool;
+
+    if (m->name.len > NGX_TUNNEL_NAME_MAX) {
+        ngx_str_set(why, "the name is longer than 253 characters");
+        return TUNNEL_E_NAME_INVALID;
+    }
+
+    if (m->name.len && ngx_strlchr((u_char *) m->name.data,
+                                   (u_char *) m->name.data + m->name.len,
+                                   '.') == NULL)
+    {
+        /* a label: under our domain */
+        if (conf->domain.len == 0) {
+            ngx_str_set(why, "this server has no tunnel domain: "
+                             "ask for a full hostname");
+            return TUNNEL_E_NAME_INVALID;
+        }
+
+        name.len = m->name.len + 1 + conf->domain.len;
+        name.data = ngx_pnalloc(pool, name.len);
+        if (name.data == NULL) {
+            return TUNNEL_E_INTERNAL;
+        }
+
+        p = ngx_cpymem(name.data, m->name.data, m->name.len);
+        *p++ = '.';
+        ngx_memcpy(p, conf->domain.data, conf->domain.len);
+
+    } else {
+        name.len = m->name.len;
+        name.data = ngx_pnalloc(pool, name.len + 1);
+        if (name.data == NULL) {
+            return TUNNEL_E_INTERNAL;
+        }
+
+        ngx_memcpy(name.data, m->name.data, name.len);
+    }
+
+    if (name.len) {
+        ngx_strlow(name.data, name.data, name.len);
+
+        if (ngx_tunnel_name_valid(name.data, name.len) != NGX_OK) {
+            ngx_str_set(why, "the name is not a valid DNS name (letters, "
+                             "digits and hyphens, dot-separated)");
+            return TUNNEL_E_NAME_INVALID;
+        }
+
+        if (ngx_tunnel_token_allows_name(ts->token, &name, &conf->domain)
+            != NGX_OK)
+        {
+            return TUNNEL_E_NAME_FORBIDDEN;
+        }
+
+    } else if (conf->domain.len == 0) {
+        ngx_str_set(why, "this server has no tunnel domain for random "
+                         "names: ask for a full hostname");
+        return TUNNEL_E_NAME_INVALID;
+    }
+
+    code = ngx_tunnel_registry_bind_name(ts->zone, ts->sh, t->kind, &name,
+                                         &conf->domain, t->id, pool,
+                                         &t->member);
+    if (code) {
+        return code;
+    }
+
+    t->name = name;
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
+    tunnel_msg_t *m, ngx_str_t *why)
+{
+    in_port_t                      lo, hi, want, *port;
+    ngx_int_t                      rc;
+    ngx_uint_t                     code, i;
+    ngx_array_t                    busy;
+    ngx_stream_tunnel_srv_conf_t  *conf;
+
+    conf = ts->conf;
+
+    if (conf->port_min == 0) {
+        ngx_str_set(why, "this server does not offer TCP tunnels");
+        return TUNNEL_E_KIND;
+    }
+
+    lo = conf->port_min;
+    hi = conf->port_max;
+
+    if (ts->token->port_min) {
+        lo = ngx_max(lo, ts->token->port_min);
+        hi = ngx_min(hi, ts->token->port_max);
+
+        if (lo > hi) {
+            ngx_str_set(why, "the token's ports are outside the server's "
+                             "range");
+            return TUNNEL_E_PORT_FORBIDDEN;
+        }
+    }
+
+    if (m->port > 65535) {
+        return TUNNEL_E_PORT_FORBIDDEN;
+    }
+
+    want = (in_port_t) m->port;
+
+    if (want && (want < lo || want > hi)) {
+        return TUNNEL_E_PORT_FORBIDDEN;
+    }
+
+    if (ngx_array_init(&busy, ts->connection->pool, 4, sizeof(in_port_t))
+        != NGX_OK)
+    {
+        return TUNNEL_E_INTERNAL;
+    }
+
+    for (i = 0; i < NGX_TUNNEL_BIND_TRIES; i++) {
+
+        code = ngx_tunnel_registry_bind_port(ts->zone, ts->sh, want, lo, hi,
+                                             &busy, t->id, &t->member);
+        if (code) {
+            return code;
+        }
+
+        t->port = t->member->entry->port;
+
+        rc = ngx_tunnel_tcp_listen(t);
+
+        if (rc == NGX_OK) {
+            return 0;
+        }
+
+        ngx_tunnel_registry_unbind(ts->zone, t->member);
+        t->member = NULL;
+
+        if (rc != NGX_BUSY) {
+            return TUNNEL_E_INTERNAL;
+        }
+
+        if (want) {
+            ngx_str_set(why, "the port is in use on the server");
+            return TUNNEL_E_PORT_TAKEN;
+        }
+
+        port = ngx_array_push(&busy);
+        if (port == NULL) {
+            return TUNNEL_E_INTERNAL;
+        }
+
+        *port = t->port;
+    }
+
+    ngx_str_set(why, "no free port found in the server's range");
+
+    return TUNNEL_E_PORTS_FULL;
+}
+
+
+static void
+ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+{
+    ngx_queue_t          *q;
+    ngx_tunnel_tunnel_t  *t;
+
+    for (q = ngx_queue_head(&ts->tunnels);
+         q != ngx_queue_sentinel(&ts->tunnels);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+
+        if (t->id == m->tunnel_id) {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL unbound %s tunnel %uD",
+                          ts->id, tunnel_kind_name(t->kind), t->id);
+            ngx_queue_remove(q);
+            ngx_tunnel_tunnel_free(ts, t);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_tunnel_tunnel_free(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t)
+{
+    ngx_tunnel_tcp_close(t);
+
+    if (t->member) {
+        ngx_tunnel_registry_unbind(ts->zone, t->member);
+        t->member = NULL;
+    }
+}
+
+
+ngx_tunnel_tunnel_t *
+ngx_tunnel_session_tunnel(ngx_tunnel_session_t *ts, uint32_t id)
+{
+    ngx_queue_t          *q;
+    ngx_tunnel_tunnel_t  *t;
+
+    for (q = ngx_queue_head(&ts->tunnels);
+         q != ngx_queue_sentinel(&ts->tunnels);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+
+        if (t->id == id) {
+            return t;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the public URL from the kind's template: $name, $port and $domain */
+static ngx_int_t
+ngx_tunnel_url(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
+    ngx_str_t *url)
+{
+    u_char     *p, *s, *end;
+    size_t      len;
+    ngx_str_t  *tpl, port;
+    u_char      buf[NGX_INT_T_LEN];
+
+    tpl = &ts->conf->urls[t->kind];
+
+    port.data = buf;
+    port.len = ngx_sprintf(buf, "%d", (int) t->port) - buf;
+
+    len = tpl->len + t->name.len + port.len + ts->conf->domain.len;
+
+    url->data = ngx_pnalloc(ts->connection->pool, len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = url->data;
+    s = tpl->data;
+    end = tpl->data + tpl->len;
+
+    while (s < end) {
+        if (*s == '$') {
+            if (end - s >= 5 && ngx_strncmp(s, "$name", 5) == 0) {
+                p = ngx_cpymem(p, t->name.data, t->name.len);
+                s += 5;
+                continue;
+            }
+
+            if (end - s >= 5 && ngx_strncmp(s, "$port", 5) == 0) {
+                p = ngx_cpymem(p, port.data, port.len);
+                s += 5;
+                continue;
+            }
+
+            if (end - s >= 7 && ngx_strncmp(s, "$domain", 7) == 0) {
+                p = ngx_cpymem(p, ts->conf->domain.data,
+                               ts->conf->domain.len);
+                s += 7;
+                continue;
+            }
+        }
+
+        *p++ = *s++;
+    }
+
+    url->len = p - url->data;
+
+    return NGX_OK;
+}
+
+
+/* queues a control message; control is small and never waits for room */
+static void
+ngx_tunnel_send(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+{
+    size_t   n;
+    ssize_t  rc;
+    u_char   buf[NGX_TUNNEL_CTL_OUT];
+
+    if (ts->ctl_id == 0 || ts->mux == NULL) {
+        return;
+    }
+
+    n = tunnel_msg_encode(m, buf, sizeof(buf));
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ALERT, ts->connection->log, 0,
+                      "tunnel: cannot encode %s", tunnel_msg_type_name(m->type));
+        return;
+    }
+
+    rc = yamux_stream_write(ts->mux, ts->ctl_id, buf, n);
+
+    if (rc != (ssize_t) n) {
+        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                      "tunnel: session %016xL: control stream blocked (%s), "
+                      "closing", ts->id,
+                      rc < 0 ? yamux_strerror((int) rc) : "window full");
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
+    if (!ts->in_input) {
+        ngx_post_event(ts->connection->write, &ngx_posted_events);
+    }
+}
+
+
+/* says why in an error message, then ends the session */
+static void
+ngx_tunnel_refuse(ngx_tunnel_session_t *ts, ngx_uint_t code,
+    const char *message)
+{
+    tunnel_msg_t  m;
+
+    ngx_memzero(&m, sizeof(tunnel_msg_t));
+    m.type = TUNNEL_ERROR;
+    m.code = (uint32_t) code;
+    m.message = tunnel_str(message ? message : tunnel_error_text(code));
+
+    ngx_tunnel_send(ts, &m);
+
+    if (ts->mux) {
+        (void) yamux_go_away(ts->mux, YAMUX_GOAWAY_NORMAL);
+    }
+
+    if (!ts->in_input) {
+        ngx_tunnel_session_flush(ts);
+    }
+
+    ngx_tunnel_session_close(ts);
+}
+
+
+static ngx_str_t
+ngx_tunnel_str(ngx_pool_t *pool, tunnel_str_t *s)
+{
+    ngx_str_t  r;
+
+    r.len = 0;
+    r.data = NULL;
+
+    if (s->len) {
+        r.data = ngx_pnalloc(pool, s->len);
+        if (r.data) {
+            ngx_memcpy(r.data, s->data, s->len);
+            r.len = s->len;
+        }
+    }
+
+    return r;
+}
