@@ -195,10 +195,11 @@ sub write_config {
 }
 
 sub write_file {
-    my ($self, $name, $content) = @_;
+    my ($self, $name, $content, $mode) = @_;
     open my $fh, '>', "$self->{dir}/$name" or die "$name: $!\n";
     print $fh $content;
     close $fh;
+    chmod $mode, "$self->{dir}/$name" if defined $mode;
     return "$self->{dir}/$name";
 }
 
