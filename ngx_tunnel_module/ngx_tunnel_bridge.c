@@ -63,6 +63,7 @@ ngx_tunnel_connection(ngx_socket_t fd, struct sockaddr *sa,
     }
 
     c->pool = pool;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
     clog = ngx_palloc(pool, sizeof(ngx_log_t));
     c->sockaddr = ngx_palloc(pool, socklen ? socklen : sizeof(ngx_sockaddr_t));
@@ -74,6 +75,7 @@ ngx_tunnel_connection(ngx_socket_t fd, struct sockaddr *sa,
     }
 
     *clog = *log;
+    clog->connection = c->number;
     clog->data = NULL;
     clog->handler = NULL;
 
@@ -100,7 +102,6 @@ ngx_tunnel_connection(ngx_socket_t fd, struct sockaddr *sa,
     c->send = ngx_send;
     c->recv_chain = ngx_recv_chain;
     c->send_chain = ngx_send_chain;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
     c->start_time = ngx_current_msec;
     c->write->ready = 1;
 

@@ -1,0 +1,410 @@
+/*
+ * Copyright (C) ngx_tunnel developers
+ *
+ * The connection to the server.  With TLS, small writes are gathered into
+ * one record: yamux output comes as many small iovecs (headers, control
+ * frames), and a record each would cost a syscall and 29 bytes each.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "conn.h"
+
+
+static int conn_handshake(conn_t *c);
+static void conn_ssl_error(conn_t *c, const char *what, int rc);
+
+
+SSL_CTX *
+conn_tls_context(const char *cafile, int insecure, char *err, size_t errlen)
+{
+    SSL_CTX  *ctx;
+
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set up TLS (OpenSSL failed)");
+        return NULL;
+    }
+
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                          | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                          | SSL_MODE_RELEASE_BUFFERS);
+
+    if (insecure) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+
+    if (cafile && *cafile) {
+        if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+            snprintf(err, errlen,
+                     "cannot read the CA certificate \"%s\": it should be a "
+                     "PEM file (--cacert)", cafile);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        snprintf(err, errlen, "cannot load the system's CA certificates");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+
+    return ctx;
+}
+
+
+int
+conn_start(conn_t *c, const char *host, const char *port, SSL_CTX *ctx)
+{
+    int                     fd, rc, one;
+    struct addrinfo         hints, *res;
+    struct in6_addr         a6;
+
+    memset(c, 0, sizeof(conn_t));
+    c->fd = -1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(c->error, sizeof(c->error),
+                 "cannot resolve the server name \"%s\": %s", host,
+                 gai_strerror(rc));
+        return -1;
+    }
+
+    fd = socket(res->ai_family,
+                res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        snprintf(c->error, sizeof(c->error), "socket() failed: %s",
+                 strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+
+    one = 1;
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+
+    rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+
+    if (rc == -1 && errno != EINPROGRESS) {
+        snprintf(c->error, sizeof(c->error), "cannot connect to %s:%s: %s",
+                 host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+
+    c->fd = fd;
+    c->state = CONN_CONNECTING;
+
+    if (ctx == NULL) {
+        return 0;
+    }
+
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+        snprintf(c->error, sizeof(c->error), "cannot set up TLS");
+        conn_close(c);
+        return -1;
+    }
+
+    /* a name gets SNI and a name check, an address an address check */
+    if (inet_pton(AF_INET, host, &a6) == 1
+        || inet_pton(AF_INET6, host, &a6) == 1)
+    {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host);
+
+    } else {
+        SSL_set_tlsext_host_name(c->ssl, host);
+        SSL_set1_host(c->ssl, host);
+    }
+
+    return 0;
+}
+
+
+int
+conn_progress(conn_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    if (c->state == CONN_CONNECTING) {
+        len = sizeof(err);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+            err = errno;
+        }
+
+        if (err == EINPROGRESS || err == EALREADY) {
+            return 0;
+        }
+
+        if (err != 0) {
+            snprintf(c->error, sizeof(c->error), "cannot connect: %s%s",
+                     strerror(err),
+                     err == ECONNREFUSED ? " (is the server running, and "
+                                           "is this its registration port?)"
+                                         : "");
+            return -1;
+        }
+
+        c->state = c->ssl ? CONN_HANDSHAKE : CONN_READY;
+    }
+
+    if (c->state == CONN_HANDSHAKE) {
+        return conn_handshake(c);
+    }
+
+    return c->state == CONN_READY ? 1 : -1;
+}
+
+
+static int
+conn_handshake(conn_t *c)
+{
+    int   rc, e;
+    long  verify;
+
+    ERR_clear_error();
+
+    rc = SSL_connect(c->ssl);
+
+    if (rc == 1) {
+        c->state = CONN_READY;
+        return 1;
+    }
+
+    e = SSL_get_error(c->ssl, rc);
+
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        return 0;
+    }
+
+    verify = SSL_get_verify_result(c->ssl);
+
+    if (verify != X509_V_OK) {
+        snprintf(c->error, sizeof(c->error),
+                 "the server's certificate cannot be trusted (%s). "
+                 "If the server uses its own certificate authority, pass "
+                 "its certificate with --cacert FILE; for a throwaway test "
+                 "server only, --insecure skips the check",
+                 X509_verify_cert_error_string(verify));
+        return -1;
+    }
+
+    conn_ssl_error(c, "the TLS handshake with the server failed", rc);
+
+    return -1;
+}
+
+
+static void
+conn_ssl_error(conn_t *c, const char *what, int rc)
+{
+    unsigned long  e;
+    char           buf[160];
+
+    e = ERR_peek_last_error();
+
+    if (e) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(c->error, sizeof(c->error), "%s: %s%s", what, buf,
+                 ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER
+                 ? " (does the server speak TLS on this port? --plain "
+                   "connects without TLS)" : "");
+
+    } else if (rc == 0 || errno == 0) {
+        snprintf(c->error, sizeof(c->error),
+                 "%s: the server closed the connection", what);
+
+    } else {
+        snprintf(c->error, sizeof(c->error), "%s: %s", what,
+                 strerror(errno));
+    }
+}
+
+
+ssize_t
+conn_read(conn_t *c, void *buf, size_t len)
+{
+    int      rc, e;
+    ssize_t  n;
+
+    if (c->ssl == NULL) {
+        n = read(c->fd, buf, len);
+
+        if (n >= 0) {
+            return n;
+        }
+
+        if (errno == EAGAIN || errno == EINTR) {
+            c->readable = 0;
+            return CONN_AGAIN;
+        }
+
+        snprintf(c->error, sizeof(c->error), "reading from the server: %s",
+                 strerror(errno));
+        return CONN_ERROR;
+    }
+
+    ERR_clear_error();
+
+    rc = SSL_read(c->ssl, buf, (int) (len > 1 << 30 ? 1 << 30 : len));
+
+    if (rc > 0) {
+        return rc;
+    }
+
+    e = SSL_get_error(c->ssl, rc);
+
+    switch (e) {
+
+    case SSL_ERROR_WANT_READ:
+        c->readable = 0;
+        return CONN_AGAIN;
+
+    case SSL_ERROR_WANT_WRITE:
+        c->writable = 0;
+        return CONN_AGAIN;
+
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+
+    default:
+        conn_ssl_error(c, "reading from the server", rc);
+        return CONN_ERROR;
+    }
+}
+
+
+/* writes the TLS buffer out: 0 when empty, CONN_AGAIN or CONN_ERROR */
+int
+conn_flush(conn_t *c)
+{
+    int  rc, e;
+
+    while (c->tlen) {
+        ERR_clear_error();
+
+        rc = SSL_write(c->ssl, c->tbuf, (int) c->tlen);
+
+        if (rc > 0) {
+            memmove(c->tbuf, c->tbuf + rc, c->tlen - rc);
+            c->tlen -= rc;
+            continue;
+        }
+
+        e = SSL_get_error(c->ssl, rc);
+
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c->writable = 0;
+            return CONN_AGAIN;
+        }
+
+        if (e == SSL_ERROR_WANT_READ) {
+            c->readable = 0;
+            return CONN_AGAIN;
+        }
+
+        conn_ssl_error(c, "writing to the server", rc);
+        return CONN_ERROR;
+    }
+
+    return 0;
+}
+
+
+ssize_t
+conn_writev(conn_t *c, const struct iovec *iov, int n)
+{
+    int      i, rc;
+    size_t   k, taken;
+    ssize_t  w;
+
+    if (c->ssl == NULL) {
+        w = writev(c->fd, iov, n);
+
+        if (w >= 0) {
+            return w;
+        }
+
+        if (errno == EAGAIN || errno == EINTR) {
+            c->writable = 0;
+            return CONN_AGAIN;
+        }
+
+        snprintf(c->error, sizeof(c->error), "writing to the server: %s",
+                 strerror(errno));
+        return CONN_ERROR;
+    }
+
+    rc = conn_flush(c);
+    if (rc != 0) {
+        return rc;
+    }
+
+    /* fill one record's worth; it is ours from here on */
+    taken = 0;
+
+    for (i = 0; i < n && c->tlen < sizeof(c->tbuf); i++) {
+        k = iov[i].iov_len;
+
+        if (k > sizeof(c->tbuf) - c->tlen) {
+            k = sizeof(c->tbuf) - c->tlen;
+        }
+
+        memcpy(c->tbuf + c->tlen, iov[i].iov_base, k);
+        c->tlen += k;
+        taken += k;
+
+        if (k < iov[i].iov_len) {
+            break;
+        }
+    }
+
+    rc = conn_flush(c);
+
+    if (rc == CONN_ERROR) {
+        return CONN_ERROR;
+    }
+
+    return (ssize_t) taken;
+}
+
+
+void
+conn_close(conn_t *c)
+{
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+
+    if (c->fd != -1) {
+        close(c->fd);
+        c->fd = -1;
+    }
+
+    c->state = CONN_CLOSED;
+}

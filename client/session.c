@@ -1,0 +1,1238 @@
+/*
+ * Copyright (C) ngx_tunnel developers
+ *
+ * A session with the server: the connection, yamux, the control stream
+ * (hello, binds, notices), pings, and staying connected: reconnect with
+ * backoff after a loss, and make-before-break when the server reloads (a
+ * new session binds the same names, then the old one leaves).
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "client.h"
+
+
+#define SESSION_CONNECT_TIMEOUT   15000     /* ms: connect, TLS, welcome */
+#define SESSION_LEAVE_GRACE       30000     /* ms an old session may drain */
+#define SESSION_QUIT_GRACE        5000      /* ms open connections get on quit */
+#define SESSION_STABLE            30000     /* ms up: backoff starts over */
+#define BACKOFF_FIRST             100
+#define BACKOFF_CAP               30000
+#define READ_SIZE                 (64 * 1024)
+#define IOVS                      64
+
+
+typedef enum {
+    S_CONNECTING = 0,
+    S_HELLO,                      /* hello sent, waiting for welcome */
+    S_ONLINE,
+    S_LEAVING                     /* replaced, or we are quitting */
+} session_state_e;
+
+
+struct session_s {
+    client_t         *cl;
+    conn_t            conn;
+    loop_io_t         io;
+    loop_post_t       flush;
+    loop_timer_t      timer;
+    yamux_session_t  *mux;
+    uint32_t          ctl;
+    session_state_e   state;
+
+    uint32_t          tid[MAX_TUNNELS];   /* tunnel ids of this session */
+    unsigned          binds_pending;
+    int               replacement;        /* the old one leaves after us */
+
+    uint64_t          started;
+    uint64_t          welcomed;
+    uint64_t          last_input;
+    uint32_t          heartbeat;
+    char              id[65];
+
+    fwd_t           **fwds;
+    unsigned          nfwds;
+    unsigned          cfwds;
+
+    int               in_mux;             /* inside yamux: no free */
+    int               dead;
+    char              why[384];
+
+    uint8_t          *stash;              /* input yamux did not take */
+    size_t            nstash;
+
+    size_t            nctl;
+    uint8_t           ctl_in[TUNNEL_MSG_MAX];
+    uint8_t           rbuf[READ_SIZE];
+};
+
+
+static void session_io(void *data, unsigned events);
+static void session_established(session_t *s);
+static void session_read(session_t *s);
+static int session_input(session_t *s, const uint8_t *p, size_t n,
+    size_t *used);
+static void session_flush(session_t *s);
+static void session_flush_posted(void *data);
+static void session_timer(void *data);
+static void session_fail(session_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void session_end(session_t *s);
+static void session_send(session_t *s, tunnel_msg_t *m);
+static void session_control(session_t *s, const uint8_t *p, size_t n);
+static void session_message(session_t *s, tunnel_msg_t *m);
+static void session_welcome(session_t *s, tunnel_msg_t *m);
+static void session_bind_all(session_t *s);
+static void session_bound(session_t *s, tunnel_msg_t *m);
+static void session_bind_error(session_t *s, tunnel_msg_t *m);
+static void session_replace(session_t *s);
+static void client_reconnect(void *data);
+static void client_schedule(client_t *cl, const char *why);
+static void client_check_done(client_t *cl);
+
+static int on_open(yamux_session_t *mux, uint32_t id, void *ud);
+static void on_data(yamux_session_t *mux, uint32_t id, void *sd,
+    const uint8_t *p, size_t n);
+static void on_fin(yamux_session_t *mux, uint32_t id, void *sd);
+static void on_writable(yamux_session_t *mux, uint32_t id, void *sd);
+static void on_closed(yamux_session_t *mux, uint32_t id, void *sd,
+    yamux_close_e how);
+static void on_ping_ack(yamux_session_t *mux, uint32_t opaque, void *ud);
+static void on_go_away(yamux_session_t *mux, uint32_t code, void *ud);
+
+
+static const yamux_callbacks_t  session_callbacks = {
+    on_open, on_data, on_fin, on_writable, on_closed, on_ping_ack,
+    on_go_away
+};
+
+
+void
+client_connect(client_t *cl)
+{
+    session_t  *s;
+    options_t  *o;
+
+    o = cl->opt;
+
+    if (cl->instance[0] == '\0') {
+        unsigned char  r[8];
+        int            i;
+
+        if (RAND_bytes(r, sizeof(r)) != 1) {
+            memset(r, 0, sizeof(r));
+        }
+
+        for (i = 0; i < 8; i++) {
+            sprintf(cl->instance + 2 * i, "%02x", r[i]);
+        }
+    }
+
+    s = calloc(1, sizeof(session_t));
+    if (s == NULL) {
+        client_schedule(cl, "out of memory");
+        return;
+    }
+
+    s->cl = cl;
+    s->started = loop_now();
+    s->flush.handler = session_flush_posted;
+    s->flush.data = s;
+    s->timer.handler = session_timer;
+    s->timer.data = s;
+
+    if (cl->active) {
+        /* make-before-break: the current one goes once we are bound */
+        s->replacement = 1;
+    }
+
+    cl->active = s;
+
+    snprintf(cl->status, sizeof(cl->status), "connecting");
+    view_event(cl, LOG_INFO, "connecting", NULL, "connecting to %s:%s%s",
+               o->server_host, o->server_port, o->plain ? " (no TLS)" : "");
+
+    if (conn_start(&s->conn, o->server_host, o->server_port,
+                   o->plain ? NULL : cl->tls)
+        != 0)
+    {
+        char  why[sizeof(s->conn.error)];
+
+        snprintf(why, sizeof(why), "%s", s->conn.error);
+        cl->active = NULL;
+        session_free(s);
+        client_schedule(cl, why);
+        return;
+    }
+
+    s->io.fd = s->conn.fd;
+    s->io.handler = session_io;
+    s->io.data = s;
+
+    if (loop_add(cl->loop, &s->io) != 0) {
+        cl->active = NULL;
+        session_free(s);
+        client_schedule(cl, "cannot watch the connection");
+        return;
+    }
+
+    loop_timer(cl->loop, &s->timer, SESSION_CONNECT_TIMEOUT);
+}
+
+
+static void
+session_io(void *data, unsigned events)
+{
+    int         rc;
+    session_t  *s = data;
+
+    if (events & LOOP_READ) {
+        s->conn.readable = 1;
+    }
+
+    if (events & LOOP_WRITE) {
+        s->conn.writable = 1;
+    }
+
+    if (s->conn.state != CONN_READY) {
+        rc = conn_progress(&s->conn);
+
+        if (rc < 0) {
+            session_fail(s, "%s", s->conn.error);
+            return;
+        }
+
+        if (rc == 0) {
+            return;
+        }
+
+        session_established(s);
+    }
+
+    session_read(s);
+
+    if (!s->dead) {
+        session_flush(s);
+    }
+
+    if (s->dead && !s->in_mux) {
+        session_end(s);
+    }
+}
+
+
+/* the connection is up: yamux, the control stream, hello */
+static void
+session_established(session_t *s)
+{
+    yamux_config_t  yc;
+    tunnel_msg_t    m;
+    client_t       *cl;
+
+    cl = s->cl;
+
+    yamux_config_init(&yc, 1);
+    yc.window = cl->opt->window;
+
+    s->mux = yamux_session_new(&yc, &session_callbacks, s);
+    if (s->mux == NULL
+        || yamux_stream_open(s->mux, &s->ctl, NULL) != YAMUX_OK)
+    {
+        session_fail(s, "out of memory");
+        return;
+    }
+
+    memset(&m, 0, sizeof(m));
+    m.type = TUNNEL_HELLO;
+    m.version = TUNNEL_PROTO_VERSION;
+    m.token = tunnel_str(cl->opt->token);
+    m.client_name = tunnel_str("tunnel");
+    m.client_version = tunnel_str(TUNNEL_CLIENT_VERSION);
+    m.instance = tunnel_str(cl->instance);
+
+    session_send(s, &m);
+    s->state = S_HELLO;
+    s->last_input = loop_now();
+    s->conn.readable = 1;
+    s->conn.writable = 1;
+}
+
+
+static void
+session_read(session_t *s)
+{
+    ssize_t  n;
+    size_t   used;
+    int      rounds;
+
+    if (s->stash) {
+        if (session_input(s, s->stash, s->nstash, &used) != 0) {
+            return;
+        }
+
+        if (used < s->nstash) {
+            memmove(s->stash, s->stash + used, s->nstash - used);
+            s->nstash -= used;
+            return;
+        }
+
+        free(s->stash);
+        s->stash = NULL;
+        s->nstash = 0;
+    }
+
+    for (rounds = 0; rounds < 16 && s->conn.readable && !s->dead; rounds++) {
+        n = conn_read(&s->conn, s->rbuf, READ_SIZE);
+
+        if (n == CONN_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            session_fail(s, "the server closed the connection");
+            return;
+        }
+
+        if (n < 0) {
+            session_fail(s, "%s", s->conn.error);
+            return;
+        }
+
+        s->last_input = loop_now();
+
+        if (session_input(s, s->rbuf, n, &used) != 0) {
+            return;
+        }
+
+        if (used < (size_t) n) {
+            /* a ping flood: keep the rest until our answers are out */
+            s->stash = malloc(n - used);
+            if (s->stash == NULL) {
+                session_fail(s, "out of memory");
+                return;
+            }
+
+            memcpy(s->stash, s->rbuf + used, n - used);
+            s->nstash = n - used;
+            break;
+        }
+    }
+
+    if (s->conn.readable && rounds == 16) {
+        /* more is waiting: after the others had their turn */
+        loop_post(s->cl->loop, &s->flush);
+    }
+}
+
+
+static int
+session_input(session_t *s, const uint8_t *p, size_t n, size_t *used)
+{
+    ssize_t  rc;
+
+    s->in_mux = 1;
+    rc = yamux_input(s->mux, p, n);
+    s->in_mux = 0;
+
+    if (rc == YAMUX_EPROTO) {
+        session_fail(s, "the server broke the protocol: %s",
+                     yamux_error(s->mux));
+        return -1;
+    }
+
+    if (s->dead) {
+        return -1;
+    }
+
+    *used = (size_t) rc;
+
+    return 0;
+}
+
+
+static void
+session_flush(session_t *s)
+{
+    int           n;
+    ssize_t       w;
+    struct iovec  iov[IOVS];
+
+    if (s->mux == NULL || s->conn.state != CONN_READY) {
+        return;
+    }
+
+    while (s->conn.writable && !s->dead) {
+
+        if (s->conn.tlen && conn_flush(&s->conn) != 0) {
+            break;
+        }
+
+        n = yamux_output(s->mux, iov, IOVS);
+        if (n == 0) {
+            break;
+        }
+
+        w = conn_writev(&s->conn, iov, n);
+
+        if (w == CONN_AGAIN) {
+            break;
+        }
+
+        if (w < 0) {
+            session_fail(s, "%s", s->conn.error);
+            break;
+        }
+
+        s->in_mux = 1;
+        yamux_output_advance(s->mux, (size_t) w);
+        s->in_mux = 0;
+    }
+
+    if (s->stash && yamux_output_pending(s->mux) == 0) {
+        loop_post(s->cl->loop, &s->flush);
+    }
+
+    if (s->state == S_LEAVING && s->nfwds == 0
+        && yamux_output_pending(s->mux) == 0 && s->conn.tlen == 0)
+    {
+        /* said goodbye and has nothing left to carry */
+        s->dead = 1;
+        snprintf(s->why, sizeof(s->why), "left");
+    }
+}
+
+
+static void
+session_flush_posted(void *data)
+{
+    session_t  *s = data;
+
+    session_read(s);
+
+    if (!s->dead) {
+        session_flush(s);
+    }
+
+    if (s->dead && !s->in_mux) {
+        session_end(s);
+    }
+}
+
+
+void
+session_flush_later(session_t *s)
+{
+    loop_post(s->cl->loop, &s->flush);
+}
+
+
+static void
+session_timer(void *data)
+{
+    uint64_t    now, silent;
+    session_t  *s = data;
+
+    now = loop_now();
+
+    switch (s->state) {
+
+    case S_CONNECTING:
+    case S_HELLO:
+        session_fail(s, "no answer from the server within %d s",
+                     SESSION_CONNECT_TIMEOUT / 1000);
+        break;
+
+    case S_LEAVING:
+        s->dead = 1;
+        snprintf(s->why, sizeof(s->why), "left with %u connections open",
+                 s->nfwds);
+        break;
+
+    case S_ONLINE:
+        silent = now - s->last_input;
+
+        if (silent >= 3 * (uint64_t) s->heartbeat) {
+            session_fail(s, "no answer from the server for %llu s",
+                         (unsigned long long) silent / 1000);
+            break;
+        }
+
+        (void) yamux_ping(s->mux, (uint32_t) now);
+        session_flush(s);
+        loop_timer(s->cl->loop, &s->timer, s->heartbeat);
+        break;
+    }
+
+    if (s->dead && !s->in_mux) {
+        session_end(s);
+    }
+}
+
+
+/* the session is lost: the client carries on with another */
+static void
+session_fail(session_t *s, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (s->dead) {
+        return;
+    }
+
+    va_start(args, fmt);
+    vsnprintf(s->why, sizeof(s->why), fmt, args);
+    va_end(args);
+
+    s->dead = 1;
+
+    if (!s->in_mux) {
+        session_end(s);
+    }
+}
+
+
+static void
+session_end(session_t *s)
+{
+    client_t  *cl;
+    int        was_active, i;
+
+    cl = s->cl;
+    was_active = (cl->active == s);
+
+    if (cl->old == s) {
+        cl->old = NULL;
+    }
+
+    if (was_active) {
+        cl->active = NULL;
+
+        for (i = 0; i < cl->opt->ntunnels; i++) {
+            cl->opt->tunnels[i].bound = 0;
+        }
+
+        if (s->welcomed && loop_now() - s->welcomed >= SESSION_STABLE) {
+            cl->attempts = 0;
+        }
+    }
+
+    if (s->state != S_LEAVING) {
+        view_event(cl, was_active ? LOG_ERROR : LOG_INFO, "disconnected",
+                   NULL, "session %s ended: %s",
+                   s->id[0] ? s->id : "(new)", s->why);
+    }
+
+    session_free(s);
+
+    if (was_active && !cl->quitting && cl->exit_code < 0) {
+        client_schedule(cl, NULL);
+    }
+
+    client_check_done(cl);
+}
+
+
+void
+session_free(session_t *s)
+{
+    client_t  *cl;
+
+    cl = s->cl;
+
+    while (s->nfwds) {
+        fwd_abort(s->fwds[s->nfwds - 1]);
+    }
+
+    free(s->fwds);
+
+    loop_timer_cancel(cl->loop, &s->timer);
+    loop_unpost(cl->loop, &s->flush);
+
+    if (s->conn.fd != -1 && s->io.handler) {
+        loop_del(cl->loop, &s->io);
+    }
+
+    conn_close(&s->conn);
+
+    if (s->mux) {
+        yamux_session_free(s->mux);
+    }
+
+    free(s->stash);
+    free(s);
+}
+
+
+/* a session is leaving for good: no new streams, then close */
+void
+session_go_away(session_t *s)
+{
+    if (s->state == S_LEAVING) {
+        return;
+    }
+
+    s->state = S_LEAVING;
+
+    if (s->mux) {
+        (void) yamux_go_away(s->mux, YAMUX_GOAWAY_NORMAL);
+        (void) yamux_stream_close(s->mux, s->ctl);
+    }
+
+    loop_timer(s->cl->loop, &s->timer, s->cl->quitting ? SESSION_QUIT_GRACE
+                                                       : SESSION_LEAVE_GRACE);
+    session_flush_later(s);
+}
+
+
+/* control */
+
+static void
+session_send(session_t *s, tunnel_msg_t *m)
+{
+    size_t   n;
+    uint8_t  buf[4096];
+
+    n = tunnel_msg_encode(m, buf, sizeof(buf));
+
+    if (n == 0 || yamux_stream_write(s->mux, s->ctl, buf, n) != (ssize_t) n)
+    {
+        session_fail(s, "cannot send a %s message",
+                     tunnel_msg_type_name(m->type));
+        return;
+    }
+
+    session_flush_later(s);
+}
+
+
+static void
+session_control(session_t *s, const uint8_t *p, size_t n)
+{
+    int           rc;
+    size_t        used, k;
+    const char   *why;
+    tunnel_msg_t  m;
+
+    while (n) {
+        k = sizeof(s->ctl_in) - s->nctl;
+        if (k > n) {
+            k = n;
+        }
+
+        memcpy(s->ctl_in + s->nctl, p, k);
+        s->nctl += k;
+        p += k;
+        n -= k;
+
+        while (!s->dead) {
+            rc = tunnel_msg_decode(&m, s->ctl_in, s->nctl, &used, &why);
+
+            if (rc == TUNNEL_MSG_AGAIN) {
+                break;
+            }
+
+            if (rc == TUNNEL_MSG_INVALID) {
+                session_fail(s, "the server sent a bad message: %s", why);
+                return;
+            }
+
+            session_message(s, &m);
+
+            memmove(s->ctl_in, s->ctl_in + used, s->nctl - used);
+            s->nctl -= used;
+        }
+    }
+}
+
+
+static void
+session_message(session_t *s, tunnel_msg_t *m)
+{
+    client_t  *cl;
+    tunnel_t  *t;
+    unsigned   i;
+
+    cl = s->cl;
+
+    switch (m->type) {
+
+    case TUNNEL_WELCOME:
+        session_welcome(s, m);
+        break;
+
+    case TUNNEL_ERROR:
+        if (m->code == TUNNEL_E_AUTH) {
+            view_event(cl, LOG_ERROR, "refused", NULL,
+                       "The server did not accept your token (it says: "
+                       "%.*s). Check --token or TUNNEL_TOKEN: the server's "
+                       "operator gives you one.", (int) m->message.len,
+                       (const char *) m->message.data);
+
+        } else {
+            view_event(cl, LOG_ERROR, "refused", NULL,
+                       "The server refused the session: %.*s",
+                       (int) m->message.len, (const char *) m->message.data);
+        }
+
+        if (m->code == TUNNEL_E_AUTH || m->code == TUNNEL_E_VERSION
+            || m->code == TUNNEL_E_BAD_MESSAGE)
+        {
+            /* retrying would only be refused again */
+            s->dead = 1;
+            snprintf(s->why, sizeof(s->why), "refused");
+            client_quit(cl, 1);
+            return;
+        }
+
+        session_fail(s, "the server refused the session (%s)",
+                     tunnel_error_text(m->code));
+        break;
+
+    case TUNNEL_BOUND:
+        session_bound(s, m);
+        break;
+
+    case TUNNEL_BIND_ERROR:
+        session_bind_error(s, m);
+        break;
+
+    case TUNNEL_UNBOUND:
+        for (i = 0; i < (unsigned) cl->opt->ntunnels; i++) {
+            if (s->tid[i] == m->tunnel_id) {
+                t = &cl->opt->tunnels[i];
+                s->tid[i] = 0;
+
+                if (s == cl->active) {
+                    t->bound = 0;
+                    view_event(cl, LOG_ERROR, "unbound", t,
+                               "the server took %s away: %.*s", t->url,
+                               (int) m->message.len,
+                               (const char *) m->message.data);
+                }
+            }
+        }
+        break;
+
+    case TUNNEL_NOTICE:
+        if (m->code == TUNNEL_NOTICE_RECONNECT) {
+            view_event(cl, LOG_INFO, "reconnect", NULL,
+                       "the server asks to reconnect (%.*s): opening a new "
+                       "session first", (int) m->message.len,
+                       (const char *) m->message.data);
+            session_replace(s);
+            break;
+        }
+
+        view_event(cl, LOG_INFO, "notice", NULL, "server: %.*s",
+                   (int) m->message.len, (const char *) m->message.data);
+        break;
+
+    default:
+        session_fail(s, "the server sent %s, which only a client sends",
+                     tunnel_msg_type_name(m->type));
+    }
+}
+
+
+static void
+session_welcome(session_t *s, tunnel_msg_t *m)
+{
+    client_t  *cl;
+    size_t     n;
+
+    cl = s->cl;
+
+    if (s->state != S_HELLO) {
+        session_fail(s, "the server said welcome twice");
+        return;
+    }
+
+    n = m->session_id.len < sizeof(s->id) - 1 ? m->session_id.len
+                                              : sizeof(s->id) - 1;
+    memcpy(s->id, m->session_id.data, n);
+    s->id[n] = '\0';
+
+    s->heartbeat = m->heartbeat_ms ? m->heartbeat_ms : 10000;
+    s->welcomed = loop_now();
+    s->state = S_ONLINE;
+
+    cl->backoff = 0;
+    snprintf(cl->status, sizeof(cl->status), "online");
+
+    view_event(cl, LOG_INFO, "connected", NULL,
+               "connected to %s:%s, session %s (%llu ms)",
+               cl->opt->server_host, cl->opt->server_port, s->id,
+               (unsigned long long) (s->welcomed - s->started));
+
+    loop_timer(cl->loop, &s->timer, s->heartbeat);
+    (void) yamux_ping(s->mux, (uint32_t) loop_now());
+
+    session_bind_all(s);
+}
+
+
+static void
+session_bind_all(session_t *s)
+{
+    int            i;
+    tunnel_t      *t;
+    tunnel_msg_t   m;
+
+    for (i = 0; i < s->cl->opt->ntunnels; i++) {
+        t = &s->cl->opt->tunnels[i];
+
+        if (t->failed) {
+            continue;
+        }
+
+        memset(&m, 0, sizeof(m));
+        m.type = TUNNEL_BIND;
+        m.request_id = (uint32_t) i + 1;
+        m.kind = t->kind;
+
+        /* again the very name and port the server gave before */
+        if (t->bound_name[0]) {
+            m.name = tunnel_str(t->bound_name);
+
+        } else if (t->name[0]) {
+            m.name = tunnel_str(t->name);
+        }
+
+        m.port = t->bound_port ? t->bound_port : t->remote_port;
+
+        session_send(s, &m);
+        s->binds_pending++;
+    }
+
+    if (s->binds_pending == 0) {
+        client_quit(s->cl, 1);
+    }
+}
+
+
+static void
+session_bound(session_t *s, tunnel_msg_t *m)
+{
+    client_t  *cl;
+    tunnel_t  *t;
+    size_t     n;
+    int        first;
+
+    cl = s->cl;
+
+    if (m->request_id == 0 || m->request_id > (unsigned) cl->opt->ntunnels) {
+        session_fail(s, "the server answered a bind we did not send");
+        return;
+    }
+
+    t = &cl->opt->tunnels[m->request_id - 1];
+    s->tid[m->request_id - 1] = m->tunnel_id;
+    s->binds_pending--;
+
+    first = (t->url[0] == '\0');
+
+    n = m->url.len < sizeof(t->url) - 1 ? m->url.len : sizeof(t->url) - 1;
+    memcpy(t->url, m->url.data, n);
+    t->url[n] = '\0';
+
+    n = m->name.len < sizeof(t->bound_name) - 1 ? m->name.len
+                                                : sizeof(t->bound_name) - 1;
+    memcpy(t->bound_name, m->name.data, n);
+    t->bound_name[n] = '\0';
+
+    t->bound_port = m->port;
+    t->bound = 1;
+
+    view_event(cl, first ? LOG_INFO : LOG_DEBUG, "bound", t,
+               "%s -> %s", t->url, t->label);
+
+    if (s->binds_pending == 0 && s->replacement && cl->old) {
+        /* every name is here now: the old session may go */
+        session_go_away(cl->old);
+    }
+
+    view_redraw(cl);
+}
+
+
+static void
+session_bind_error(session_t *s, tunnel_msg_t *m)
+{
+    client_t    *cl;
+    tunnel_t    *t;
+    int          i, left;
+    const char  *hint;
+
+    cl = s->cl;
+
+    if (m->request_id == 0 || m->request_id > (unsigned) cl->opt->ntunnels) {
+        session_fail(s, "the server answered a bind we did not send");
+        return;
+    }
+
+    t = &cl->opt->tunnels[m->request_id - 1];
+    s->binds_pending--;
+
+    switch (m->code) {
+    case TUNNEL_E_NAME_TAKEN:
+        hint = " Choose another name with --name, or leave it out for a "
+               "random one.";
+        break;
+    case TUNNEL_E_NAME_FORBIDDEN:
+        hint = " Your token allows other names: ask the server's operator.";
+        break;
+    case TUNNEL_E_PORT_TAKEN:
+    case TUNNEL_E_PORTS_FULL:
+        hint = " Leave --remote-port out to get any free port.";
+        break;
+    default:
+        hint = "";
+    }
+
+    t->failed = 1;
+
+    view_event(cl, LOG_ERROR, "bind-error", t,
+               "cannot open %s tunnel%s%s: %.*s.%s",
+               tunnel_kind_name(t->kind), t->name[0] ? " " : "", t->name,
+               (int) m->message.len, (const char *) m->message.data, hint);
+
+    for (i = 0, left = 0; i < cl->opt->ntunnels; i++) {
+        left += !cl->opt->tunnels[i].failed;
+    }
+
+    if (left == 0) {
+        client_quit(cl, 1);
+        return;
+    }
+
+    if (s->binds_pending == 0 && s->replacement && cl->old) {
+        session_go_away(cl->old);
+    }
+}
+
+
+/* the server is going away: a new session now, this one drains */
+static void
+session_replace(session_t *s)
+{
+    client_t  *cl;
+
+    cl = s->cl;
+
+    if (s != cl->active || cl->quitting) {
+        return;
+    }
+
+    if (cl->old) {
+        /* a third one in a row: the oldest goes now */
+        cl->old->dead = 1;
+        snprintf(cl->old->why, sizeof(cl->old->why), "replaced");
+
+        if (!cl->old->in_mux) {
+            session_end(cl->old);
+        }
+    }
+
+    cl->old = s;
+    s->state = S_LEAVING;
+    loop_timer(cl->loop, &s->timer, SESSION_LEAVE_GRACE);
+
+    client_connect(cl);
+}
+
+
+/* reconnecting */
+
+static void
+client_schedule(client_t *cl, const char *why)
+{
+    uint64_t  cap, delay;
+
+    if (cl->quitting || cl->exit_code >= 0) {
+        return;
+    }
+
+    /* full jitter over an exponential cap */
+    cap = BACKOFF_FIRST;
+
+    for (unsigned i = 0; i < cl->attempts && cap < BACKOFF_CAP; i++) {
+        cap *= 2;
+    }
+
+    if (cap > BACKOFF_CAP) {
+        cap = BACKOFF_CAP;
+    }
+
+    delay = (uint64_t) random() % (cap + 1);
+    cl->attempts++;
+    cl->backoff = delay;
+
+    snprintf(cl->status, sizeof(cl->status), "reconnecting");
+
+    if (why) {
+        view_event(cl, LOG_ERROR, "error", NULL, "%s", why);
+    }
+
+    view_event(cl, LOG_INFO, "reconnecting", NULL, "reconnecting in %llu ms",
+               (unsigned long long) delay);
+
+    cl->reconnect.handler = client_reconnect;
+    cl->reconnect.data = cl;
+    loop_timer(cl->loop, &cl->reconnect, delay);
+}
+
+
+static void
+client_reconnect(void *data)
+{
+    client_t  *cl = data;
+
+    if (cl->active == NULL && !cl->quitting) {
+        client_connect(cl);
+    }
+}
+
+
+void
+client_quit(client_t *cl, int code)
+{
+    if (cl->exit_code < 0 || code > cl->exit_code) {
+        cl->exit_code = code;
+    }
+
+    cl->quitting = 1;
+    loop_timer_cancel(cl->loop, &cl->reconnect);
+
+    if (cl->active) {
+        if (cl->active->state == S_ONLINE && code == 0) {
+            session_go_away(cl->active);
+
+        } else if (!cl->active->dead) {
+            cl->active->dead = 1;
+            snprintf(cl->active->why, sizeof(cl->active->why), "quit");
+
+            if (!cl->active->in_mux) {
+                session_end(cl->active);
+            }
+        }
+    }
+
+    if (cl->old) {
+        session_go_away(cl->old);
+    }
+
+    client_check_done(cl);
+}
+
+
+static void
+client_check_done(client_t *cl)
+{
+    if (cl->quitting && cl->active == NULL && cl->old == NULL) {
+        loop_stop(cl->loop);
+    }
+}
+
+
+/* yamux events */
+
+static int
+on_open(yamux_session_t *mux, uint32_t id, void *ud)
+{
+    session_t  *s = ud;
+
+    (void) mux;
+
+    if ((id & 1) || s->state == S_CONNECTING || s->state == S_HELLO) {
+        return -1;
+    }
+
+    return fwd_open(s, id);
+}
+
+
+static void
+on_data(yamux_session_t *mux, uint32_t id, void *sd, const uint8_t *p,
+    size_t n)
+{
+    session_t  *s;
+
+    s = yamux_session_data(mux);
+
+    if (id == s->ctl) {
+        yamux_stream_consumed(mux, id, n);
+        session_control(s, p, n);
+        return;
+    }
+
+    if (sd) {
+        fwd_data(sd, p, n);
+    }
+}
+
+
+static void
+on_fin(yamux_session_t *mux, uint32_t id, void *sd)
+{
+    session_t  *s;
+
+    s = yamux_session_data(mux);
+
+    if (id == s->ctl) {
+        if (s->state != S_LEAVING) {
+            session_fail(s, "the server closed the control stream");
+        }
+
+        return;
+    }
+
+    if (sd) {
+        fwd_fin(sd);
+    }
+}
+
+
+static void
+on_writable(yamux_session_t *mux, uint32_t id, void *sd)
+{
+    (void) mux;
+    (void) id;
+
+    if (sd) {
+        fwd_writable(sd);
+    }
+}
+
+
+static void
+on_closed(yamux_session_t *mux, uint32_t id, void *sd, yamux_close_e how)
+{
+    session_t  *s;
+
+    s = yamux_session_data(mux);
+
+    if (id == s->ctl) {
+        if (s->state != S_LEAVING || how != YAMUX_CLOSED_NORMAL) {
+            session_fail(s, "the server closed the control stream");
+        }
+
+        return;
+    }
+
+    if (sd) {
+        fwd_closed(sd, how);
+    }
+}
+
+
+static void
+on_ping_ack(yamux_session_t *mux, uint32_t opaque, void *ud)
+{
+    session_t  *s = ud;
+
+    (void) mux;
+
+    if (s == s->cl->active) {
+        s->cl->rtt = (uint32_t) loop_now() - opaque;
+    }
+}
+
+
+static void
+on_go_away(yamux_session_t *mux, uint32_t code, void *ud)
+{
+    session_t  *s = ud;
+
+    (void) mux;
+
+    if (code != YAMUX_GOAWAY_NORMAL) {
+        session_fail(s, "the server ended the session (%s)",
+                     code == YAMUX_GOAWAY_PROTOCOL ? "protocol error"
+                                                   : "internal error");
+        return;
+    }
+
+    /* no RECONNECT notice came first: still move, as gently */
+    if (s->state == S_ONLINE) {
+        session_replace(s);
+    }
+}
+
+
+/* for forward.c */
+
+yamux_session_t *
+session_mux(session_t *s)
+{
+    return s->mux;
+}
+
+
+client_t *
+session_client(session_t *s)
+{
+    return s->cl;
+}
+
+
+tunnel_t *
+session_tunnel(session_t *s, uint32_t tunnel_id)
+{
+    int  i;
+
+    for (i = 0; i < s->cl->opt->ntunnels; i++) {
+        if (s->tid[i] == tunnel_id && tunnel_id) {
+            return &s->cl->opt->tunnels[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+session_fwd_add(session_t *s, fwd_t *f)
+{
+    fwd_t     **n;
+    unsigned    c;
+
+    if (s->nfwds == s->cfwds) {
+        c = s->cfwds ? 2 * s->cfwds : 16;
+        n = realloc(s->fwds, c * sizeof(fwd_t *));
+        if (n == NULL) {
+            return -1;
+        }
+
+        s->fwds = n;
+        s->cfwds = c;
+    }
+
+    s->fwds[s->nfwds++] = f;
+
+    return 0;
+}
+
+
+void
+session_fwd_done(session_t *s, fwd_t *f)
+{
+    unsigned  i;
+
+    for (i = 0; i < s->nfwds; i++) {
+        if (s->fwds[i] == f) {
+            s->fwds[i] = s->fwds[--s->nfwds];
+            break;
+        }
+    }
+
+    if (s->state == S_LEAVING && s->nfwds == 0) {
+        session_flush_later(s);
+    }
+}
