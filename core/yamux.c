@@ -98,6 +98,7 @@ struct yamux_stream_s {
     unsigned          want_write:1; /* stream_writable is owed */
     unsigned          on_ctl:1;
     unsigned          on_wait:1;
+    unsigned          notifying:1;  /* on s->notify, not s->wait_list */
 
     uint32_t          send_window;
     uint32_t          recv_window;  /* what the peer may still send */
@@ -159,6 +160,7 @@ struct yamux_session_s {
 
     yamux_list_t       ctl_list;    /* streams with ACK/RST/credit to send */
     yamux_list_t       wait_list;   /* streams owed stream_writable */
+    yamux_list_t       notify;      /* taken off wait_list, being woken */
 
     unsigned           local_go_away:1;
     unsigned           remote_go_away:1;
@@ -192,6 +194,7 @@ static void yamux_list_del(yamux_list_t *l, yamux_stream_t *st,
     size_t off);
 static void yamux_want_ctl(yamux_session_t *s, yamux_stream_t *st);
 static void yamux_want_write(yamux_session_t *s, yamux_stream_t *st);
+static void yamux_wait_del(yamux_session_t *s, yamux_stream_t *st);
 static int yamux_transition(yamux_stream_t *st, yamux_event_e ev);
 static int yamux_ring_push(yamux_session_t *s, uint8_t type, uint16_t flags,
     uint32_t id, uint32_t len);
@@ -204,7 +207,7 @@ static void yamux_consume_fifo(yamux_session_t *s, size_t n);
 static void yamux_notify_writable(yamux_session_t *s);
 static int yamux_protocol_error(yamux_session_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static int yamux_frame_needs_ring(yamux_session_t *s, const uint8_t *h);
+static int yamux_frame_needs_ring(const uint8_t *h);
 static int yamux_header(yamux_session_t *s, const uint8_t *h);
 static int yamux_stream_frame(yamux_session_t *s, uint8_t type,
     uint16_t flags, uint32_t id, uint32_t len);
@@ -507,10 +510,7 @@ yamux_stream_finalize(yamux_session_t *s, yamux_stream_t *st,
         st->on_ctl = 0;
     }
 
-    if (st->on_wait) {
-        yamux_list_del(&s->wait_list, st, YAMUX_WAIT_LINK);
-        st->on_wait = 0;
-    }
+    yamux_wait_del(s, st);
 
     if (s->data_stream == st) {
         s->data_stream = NULL;
@@ -594,6 +594,25 @@ yamux_want_write(yamux_session_t *s, yamux_stream_t *st)
         yamux_list_add(&s->wait_list, st, YAMUX_WAIT_LINK);
         st->on_wait = 1;
     }
+}
+
+
+/*
+ * A stream leaves the wait list, or the list yamux_notify_writable() is
+ * working through: a stream_writable callback may close or reset another
+ * stream still waiting there.
+ */
+static void
+yamux_wait_del(yamux_session_t *s, yamux_stream_t *st)
+{
+    if (!st->on_wait) {
+        return;
+    }
+
+    yamux_list_del(st->notifying ? &s->notify : &s->wait_list, st,
+                   YAMUX_WAIT_LINK);
+    st->on_wait = 0;
+    st->notifying = 0;
 }
 
 
@@ -698,11 +717,10 @@ yamux_protocol_error(yamux_session_t *s, const char *fmt, ...)
 
     s->dead = 1;
 
-    if (!s->go_away_pending) {
-        s->go_away_pending = 1;
-        s->local_go_away = 1;
-        s->go_away_code = YAMUX_GOAWAY_PROTOCOL;
-    }
+    /* replaces a go-away(normal) not yet sent; follows one already sent */
+    s->go_away_pending = 1;
+    s->local_go_away = 1;
+    s->go_away_code = YAMUX_GOAWAY_PROTOCOL;
 
     return YAMUX_EPROTO;
 }
@@ -760,15 +778,7 @@ yamux_input(yamux_session_t *s, const uint8_t *buf, size_t len)
 
         if (s->hdr_have == 0 && len - pos >= YAMUX_HEADER_SIZE) {
             h = buf + pos;
-
-            if (s->ring_count >= YAMUX_RING_SOFT
-                && yamux_frame_needs_ring(s, h))
-            {
-                /* let the peer read our answers before more questions */
-                return pos;
-            }
-
-            pos += YAMUX_HEADER_SIZE;
+            n = YAMUX_HEADER_SIZE;
 
         } else {
             n = YAMUX_HEADER_SIZE - s->hdr_have;
@@ -777,16 +787,28 @@ yamux_input(yamux_session_t *s, const uint8_t *buf, size_t len)
             }
 
             memcpy(s->hdr + s->hdr_have, buf + pos, n);
-            s->hdr_have += n;
-            pos += n;
 
-            if (s->hdr_have < YAMUX_HEADER_SIZE) {
+            if (s->hdr_have + n < YAMUX_HEADER_SIZE) {
+                s->hdr_have += n;
+                pos += n;
                 break;
             }
 
-            s->hdr_have = 0;
             h = s->hdr;
         }
+
+        if (s->ring_count >= YAMUX_RING_SOFT && yamux_frame_needs_ring(h)) {
+            /*
+             * Let the peer read our answers before more questions.  The
+             * header's last bytes are left unconsumed (a header begun in an
+             * earlier call stays in s->hdr), so that the caller feeds them
+             * again once the output has drained.
+             */
+            return pos;
+        }
+
+        s->hdr_have = 0;
+        pos += n;
 
         rc = yamux_header(s, h);
         if (rc != YAMUX_OK) {
@@ -800,7 +822,7 @@ yamux_input(yamux_session_t *s, const uint8_t *buf, size_t len)
 
 /* would this frame add to the session ring: a ping or a refused SYN */
 static int
-yamux_frame_needs_ring(yamux_session_t *s, const uint8_t *h)
+yamux_frame_needs_ring(const uint8_t *h)
 {
     uint16_t  flags;
 
@@ -810,9 +832,9 @@ yamux_frame_needs_ring(yamux_session_t *s, const uint8_t *h)
         return (flags & YAMUX_SYN) != 0;
     }
 
+    /* any SYN: the application, or memory, may refuse the stream */
     if (h[1] == YAMUX_DATA || h[1] == YAMUX_WINDOW_UPDATE) {
-        return (flags & YAMUX_SYN) != 0
-               && (s->local_go_away || s->nstreams >= s->conf.max_streams);
+        return (flags & YAMUX_SYN) != 0;
     }
 
     return 0;
@@ -955,8 +977,7 @@ yamux_stream_frame(yamux_session_t *s, uint8_t type, uint16_t flags,
                     || st->state == YAMUX_S_REMOTE_CLOSED))
             {
                 st->want_write = 0;
-                yamux_list_del(&s->wait_list, st, YAMUX_WAIT_LINK);
-                st->on_wait = 0;
+                yamux_wait_del(s, st);
 
                 if (s->cb.stream_writable) {
                     s->cb.stream_writable(s, st->id, st->data);
@@ -1039,6 +1060,13 @@ yamux_incoming(yamux_session_t *s, uint32_t id, yamux_stream_t **stp)
 
     if (s->cb.stream_open && s->cb.stream_open(s, id, s->ud) != 0) {
         s->streams_refused++;
+
+        /* the callback may have reset it, or waited for room on it */
+        if (st->on_ctl) {
+            yamux_list_del(&s->ctl_list, st, YAMUX_CTL_LINK);
+        }
+
+        yamux_wait_del(s, st);
         yamux_remove(s, st);
         s->conf.allocator.free(st, s->conf.allocator.ud);
         (void) yamux_ring_push(s, YAMUX_WINDOW_UPDATE, YAMUX_RST, id, 0);
@@ -1121,8 +1149,9 @@ yamux_fill_ctl(yamux_session_t *s)
 
         } else {
             if (flags & YAMUX_ACK) {
-                st->recv_window = s->conf.window;
+                /* the peer may have sent data already: add, not reset */
                 delta = s->conf.window - YAMUX_INITIAL_WINDOW;
+                st->recv_window += delta;
             }
 
             delta += st->credit;
@@ -1326,18 +1355,20 @@ yamux_frame_sent(yamux_session_t *s, const uint8_t *hdr)
 static void
 yamux_notify_writable(yamux_session_t *s)
 {
-    yamux_list_t     list;
     yamux_stream_t  *st;
 
     /* streams that still cannot send re-add themselves to a fresh list */
-    list = s->wait_list;
+    s->notify = s->wait_list;
     s->wait_list.first = NULL;
     s->wait_list.last = NULL;
 
-    while (list.first) {
-        st = list.first;
-        yamux_list_del(&list, st, YAMUX_WAIT_LINK);
-        st->on_wait = 0;
+    for (st = s->notify.first; st; st = st->wait_link.next) {
+        st->notifying = 1;
+    }
+
+    while (s->notify.first) {
+        st = s->notify.first;
+        yamux_wait_del(s, st);
 
         if (!st->want_write) {
             continue;
@@ -1607,10 +1638,7 @@ yamux_stream_close(yamux_session_t *s, uint32_t id)
 
     (void) yamux_transition(st, YAMUX_EV_LOCAL_FIN);
 
-    if (st->on_wait) {
-        yamux_list_del(&s->wait_list, st, YAMUX_WAIT_LINK);
-        st->on_wait = 0;
-    }
+    yamux_wait_del(s, st);
 
     st->want_write = 0;
 
@@ -1645,10 +1673,7 @@ yamux_stream_reset(yamux_session_t *s, uint32_t id)
         yamux_want_ctl(s, st);
     }
 
-    if (st->on_wait) {
-        yamux_list_del(&s->wait_list, st, YAMUX_WAIT_LINK);
-        st->on_wait = 0;
-    }
+    yamux_wait_del(s, st);
 
     return YAMUX_OK;
 }

@@ -8,8 +8,9 @@
  * to send from yamux_output() and reports what the socket accepted with
  * yamux_output_advance().  Events reach the caller through callbacks, and
  * callbacks run only inside yamux_input() and yamux_output_advance(), never
- * inside the other calls, so the caller may call anything from a callback and
- * never sees a callback re-enter its own call.
+ * inside the other calls, so the caller may call any other function from a
+ * callback and never sees a callback re-enter its own call.  A callback must
+ * not call yamux_input(), yamux_output_advance() or yamux_session_free().
  *
  * Data is never copied by the core on the receive path: stream_data points
  * into the buffer given to yamux_input().  On the send path the caller asks
@@ -144,10 +145,10 @@ void *yamux_session_data(yamux_session_t *s);
 
 /*
  * Feed received bytes.  Returns the number of bytes consumed, which is less
- * than "len" only when the control queue is full (a flood of pings or of
- * refused SYNs): send output, then feed the rest again.  Returns YAMUX_EPROTO
- * when the peer broke the protocol; a go-away(protocol error) is then queued
- * and yamux_error() says why.
+ * than "len" (perhaps 0) only when the control queue is full (a flood of
+ * pings or of SYNs): send output, then feed the rest again.  Returns
+ * YAMUX_EPROTO when the peer broke the protocol; a go-away(protocol error)
+ * is then queued and yamux_error() says why.
  */
 ssize_t yamux_input(yamux_session_t *s, const uint8_t *buf, size_t len);
 

@@ -31,6 +31,8 @@ typedef struct {
     int               nev;
     int               refuse;       /* stream_open answers "no" */
     int               consume;      /* credit data as it arrives */
+    uint32_t          reset_on_writable;  /* stream to reset from there */
+    int               reset_then_refuse;  /* stream_open resets, refuses */
     uint8_t           rx[1 << 20];  /* payload received, all streams */
     size_t            nrx;
     long              allocs;       /* live allocations */
@@ -86,8 +88,12 @@ on_open(yamux_session_t *s, uint32_t id, void *ud)
 {
     peer_t  *p = ud;
 
-    (void) s;
     record(p, 'o', id, 0);
+
+    if (p->reset_then_refuse) {
+        yamux_stream_reset(s, id);
+        return -1;
+    }
 
     return p->refuse ? -1 : 0;
 }
@@ -124,8 +130,15 @@ on_fin(yamux_session_t *s, uint32_t id, void *sd)
 static void
 on_writable(yamux_session_t *s, uint32_t id, void *sd)
 {
+    peer_t  *p = yamux_session_data(s);
+
     (void) sd;
-    record(yamux_session_data(s), 'w', id, 0);
+    record(p, 'w', id, 0);
+
+    if (p->reset_on_writable) {
+        yamux_stream_reset(s, p->reset_on_writable);
+        p->reset_on_writable = 0;
+    }
 }
 
 
@@ -977,6 +990,276 @@ test_many_streams_random_split(void)
 }
 
 
+/* every 12-byte frame of "out" must equal the frames "want" */
+static int
+frames_equal(const uint8_t *out, size_t n, const uint8_t *want, size_t wn)
+{
+    return n == wn && memcmp(out, want, n) == 0;
+}
+
+
+static void
+test_ack_after_early_data(void)
+{
+    static peer_t   s;
+    static uint8_t  in[12 + YAMUX_INITIAL_WINDOW];
+    int             round;
+    uint8_t         out[64], want[12], h[12];
+    size_t          n;
+    ssize_t         rc;
+
+    /*
+     * The peer may send a whole initial window before our ACK leaves (as
+     * hashicorp does); the ACK's window update adds to what is left of the
+     * receive window, it does not start it again.
+     */
+    for (round = 0; round < 2; round++) {
+        peer_init(&s, 0, 1024 * 1024);
+        s.consume = 0;
+
+        hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+        CHECK(yamux_input(s.s, in, 12) == 12, "SYN taken");
+
+        hdr(in, YAMUX_DATA, 0, 1, YAMUX_INITIAL_WINDOW);
+        memset(in + 12, 'e', YAMUX_INITIAL_WINDOW);
+        rc = yamux_input(s.s, in, sizeof(in));
+        CHECK(rc == (ssize_t) sizeof(in), "a full initial window before "
+              "the ACK: rc %zd (%s)", rc, yamux_error(s.s));
+
+        n = take(&s, out, sizeof(out));
+        hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_ACK, 1, 768 * 1024);
+        CHECK(frames_equal(out, n, want, 12), "ACK with 768 KiB, %zu bytes",
+              n);
+
+        if (round == 0) {
+            hdr(h, YAMUX_DATA, 0, 1, 768 * 1024);
+            CHECK(yamux_input(s.s, h, 12) == 12,
+                  "768 KiB more fit the window: %s", yamux_error(s.s));
+
+        } else {
+            hdr(h, YAMUX_DATA, 0, 1, 768 * 1024 + 1);
+            rc = yamux_input(s.s, h, 12);
+            CHECK(rc == YAMUX_EPROTO
+                  && strstr(yamux_error(s.s), "receive window"),
+                  "768 KiB + 1 exceed the window: rc %zd", rc);
+        }
+
+        peer_free(&s);
+    }
+}
+
+
+static void
+test_ping_flood_bytewise(void)
+{
+    static peer_t   s;
+    static uint8_t  got[64 * 12];
+    uint8_t         in[40 * 12], want[40 * 12];
+    size_t          i, fed, ngot;
+    ssize_t         rc;
+    int             stalls;
+
+    /* pings that arrive a byte at a time are answered, every one */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    for (i = 0; i < 40; i++) {
+        hdr(in + i * 12, YAMUX_PING, YAMUX_SYN, 0, 1000 + (uint32_t) i);
+        hdr(want + i * 12, YAMUX_PING, YAMUX_ACK, 0, 1000 + (uint32_t) i);
+    }
+
+    ngot = 0;
+    stalls = 0;
+
+    for (fed = 0; fed < sizeof(in); fed += (size_t) rc) {
+        rc = yamux_input(s.s, in + fed, 1);
+        CHECK(rc == 0 || rc == 1, "one byte or none, rc %zd", rc);
+        if (rc < 0) {
+            break;
+        }
+
+        if (rc == 0) {
+            /* the answers must be read before more questions */
+            stalls++;
+            ngot += take(&s, got + ngot, sizeof(got) - ngot);
+            CHECK(stalls < 100, "input makes progress");
+            if (stalls >= 100) {
+                break;
+            }
+        }
+    }
+
+    ngot += take(&s, got + ngot, sizeof(got) - ngot);
+
+    CHECK(stalls > 0, "input paused while answers were queued");
+    CHECK(frames_equal(got, ngot, want, sizeof(want)),
+          "40 answers in order, got %zu bytes", ngot);
+
+    peer_free(&s);
+}
+
+
+static void
+test_refused_syn_flood(void)
+{
+    static peer_t   s;
+    static uint8_t  in[100 * 12], want[100 * 12], got[200 * 12];
+    size_t          i, fed, ngot;
+    ssize_t         rc;
+
+    /* the application refuses every stream: each SYN gets its RST */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+    s.refuse = 1;
+
+    for (i = 0; i < 100; i++) {
+        hdr(in + i * 12, YAMUX_WINDOW_UPDATE, YAMUX_SYN,
+            1 + 2 * (uint32_t) i, 0);
+        hdr(want + i * 12, YAMUX_WINDOW_UPDATE, YAMUX_RST,
+            1 + 2 * (uint32_t) i, 0);
+    }
+
+    ngot = 0;
+
+    for (fed = 0; fed < sizeof(in); fed += (size_t) rc) {
+        rc = yamux_input(s.s, in + fed, sizeof(in) - fed);
+        CHECK(rc >= 0, "no error, rc %zd", rc);
+        if (rc < 0) {
+            break;
+        }
+
+        ngot += take(&s, got + ngot, sizeof(got) - ngot);
+    }
+
+    CHECK(frames_equal(got, ngot, want, sizeof(want)),
+          "100 RSTs in order, got %zu bytes", ngot);
+
+    peer_free(&s);
+}
+
+
+static void
+test_writable_callback_resets_other(void)
+{
+    static peer_t   c, s;
+    int             rc;
+    size_t          n;
+    uint8_t        *p;
+    uint32_t        a, b, x;
+    yamux_config_t  conf;
+
+    /*
+     * Three streams wait for queue room; the first one's stream_writable
+     * resets the third.  The wait list must stay whole: later waits are
+     * still woken.
+     */
+    memset(&c, 0, sizeof(c));
+    yamux_config_init(&conf, 1);
+    conf.max_queued = 16 * 1024;
+    conf.allocator.alloc = counting_alloc;
+    conf.allocator.free = counting_free;
+    conf.allocator.ud = &c;
+    c.s = yamux_session_new(&conf, &callbacks, &c);
+    c.consume = 1;
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &a, NULL);
+    yamux_stream_open(c.s, &b, NULL);
+    yamux_stream_open(c.s, &x, NULL);
+    pump(&c, &s);
+
+    n = 0;
+    p = yamux_stream_reserve(c.s, a, &n, &rc);
+    CHECK(p != NULL, "room for a");
+    yamux_stream_commit(c.s, a, n);
+
+    n = 0;
+    CHECK(yamux_stream_reserve(c.s, a, &n, &rc) == NULL && rc == YAMUX_EAGAIN,
+          "a waits for the queue");
+    n = 0;
+    CHECK(yamux_stream_reserve(c.s, b, &n, &rc) == NULL && rc == YAMUX_EAGAIN,
+          "b waits for the queue");
+    n = 0;
+    CHECK(yamux_stream_reserve(c.s, x, &n, &rc) == NULL && rc == YAMUX_EAGAIN,
+          "x waits for the queue");
+
+    c.reset_on_writable = x;
+    pump(&c, &s);
+
+    CHECK(count(&c, 'w', a) == 1, "a woken");
+    CHECK(count(&c, 'w', b) == 1, "b woken");
+    CHECK(count(&c, 'w', x) == 0, "x, reset meanwhile, not woken");
+    CHECK(count(&c, 'c', x) == 1, "x closed");
+
+    /* wait again: the list still works */
+    n = 0;
+    p = yamux_stream_reserve(c.s, a, &n, &rc);
+    CHECK(p != NULL, "room for a again");
+    yamux_stream_commit(c.s, a, n);
+    n = 0;
+    CHECK(yamux_stream_reserve(c.s, a, &n, &rc) == NULL && rc == YAMUX_EAGAIN,
+          "a waits again");
+    pump(&c, &s);
+    CHECK(count(&c, 'w', a) == 2, "a woken again, %d", count(&c, 'w', a));
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_open_callback_resets_and_refuses(void)
+{
+    static peer_t  s;
+    uint8_t        in[12], out[64], want[12];
+    size_t         n;
+
+    /* stream_open resets the stream, then refuses it: one RST, no more */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+    s.reset_then_refuse = 1;
+
+    hdr(in, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    CHECK(yamux_input(s.s, in, 12) == 12, "SYN taken");
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_RST, 1, 0);
+    CHECK(frames_equal(out, n, want, 12), "one RST, got %zu bytes", n);
+
+    peer_free(&s);
+}
+
+
+static void
+test_protocol_error_after_go_away(void)
+{
+    static peer_t  s;
+    uint8_t        in[12], out[64], want[24];
+    size_t         n;
+
+    /* our go-away(normal) is still queued when the peer errs */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_go_away(s.s, YAMUX_GOAWAY_NORMAL);
+    hdr(in, 9, 0, 0, 0);
+    CHECK(yamux_input(s.s, in, 12) == YAMUX_EPROTO, "unknown type");
+
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_GO_AWAY, 0, 0, YAMUX_GOAWAY_PROTOCOL);
+    CHECK(n >= 12 && memcmp(out + n - 12, want, 12) == 0,
+          "the last frame is go-away(protocol error), %zu bytes", n);
+    peer_free(&s);
+
+    /* once the normal one left, the error still gets its own */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_go_away(s.s, YAMUX_GOAWAY_NORMAL);
+    n = take(&s, out, sizeof(out));
+    CHECK(n == 12, "go-away(normal) sent");
+    CHECK(yamux_input(s.s, in, 12) == YAMUX_EPROTO, "unknown type");
+    n = take(&s, out, sizeof(out));
+    CHECK(frames_equal(out, n, want, 12), "then go-away(protocol error)");
+
+    peer_free(&s);
+}
+
+
 int
 main(void)
 {
@@ -992,6 +1275,12 @@ main(void)
     test_limits();
     test_protocol_errors();
     test_many_streams_random_split();
+    test_ack_after_early_data();
+    test_ping_flood_bytewise();
+    test_refused_syn_flood();
+    test_writable_callback_resets_other();
+    test_open_callback_resets_and_refuses();
+    test_protocol_error_after_go_away();
 
     return check_done("test_yamux");
 }
