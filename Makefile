@@ -241,7 +241,7 @@ install: build/ngx_tunnel_module.so build/tunnel
 
 
 demo: all
-	@echo "demo: not yet available"
+	@bash examples/demo.sh
 
 clean:
 	rm -rf build
