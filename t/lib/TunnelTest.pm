@@ -190,6 +190,9 @@ sub write_config {
     $self->{listen} = [ grep { $ours{$_} }
         $conf =~ /^\s*listen\s+(?:\S*:)?(\d+)(?![^;]*\budp\b)[^;]*;/mg ];
 
+    # "master_process off": nginx serves in the process run() starts
+    $self->{single} = $conf =~ /^\s*master_process\s+off\s*;/m;
+
     $self->write_file('nginx.conf', $conf);
     return $self;
 }
@@ -246,7 +249,7 @@ sub run {
             die "nginx exited at start (status $?)\n" . $self->_tails;
         }
         @wait = grep { !_accepts($_) } @wait;
-        return $self if !@wait && _children($pid);
+        return $self if !@wait && ($self->{single} || _children($pid));
         sleep 0.05;
     }
 
@@ -328,6 +331,16 @@ sub spawn {
 sub tunnel {
     my ($self, $name, @args) = @_;
     return $self->spawn($name, $self->{client}, @args);
+}
+
+# The public URL that client $name was given (the first URL in its output,
+# that of its "bound" line), within $timeout seconds (10); undef if none.
+sub tunnel_url {
+    my ($self, $name, $timeout) = @_;
+    my $url = $self->wait_for_file_match("$name.out",
+        qr{((?:https?|tcp)://[^\s"',]+)}, $timeout);
+    $url =~ s/[.;)\]]+$// if defined $url;
+    return $url;
 }
 
 # Signals the process (TERM unless told), then its process group, then
@@ -560,7 +573,8 @@ new(log_level => ...), plan($n), done_testing, testdir, port($name),
 port_range($name, $count), write_config($text), write_file($name, $text),
 read_file($name), test_config([$text]), run(timeout => s),
 reload(timeout => s), stop(timeout => s), error_log, spawn($name, @cmd),
-tunnel($name, @args), kill_process($name, signal => ..., timeout => s),
+tunnel($name, @args), tunnel_url($name, $timeout),
+kill_process($name, signal => ..., timeout => s),
 wait_for_file_match($file, $regex, $timeout).
 
 Functions: request($port, $data), http_get($port, $uri, host => ...,
