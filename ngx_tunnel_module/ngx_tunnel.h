@@ -213,22 +213,29 @@ void ngx_tunnel_registry_session_remove(ngx_shm_zone_t *zone,
  * under "domain"; the chosen full name is returned in "name" (allocated
  * from "pool").  The same token may take its name over from an older
  * session of the same client instance (the old member is detached) or join
- * it from another instance (a pool).  Returns 0 or a TUNNEL_E_* code.
+ * it from another instance (a pool).  "max_tunnels" (0: none) is the
+ * token's limit, over all its sessions.  Returns 0 or a TUNNEL_E_* code.
  */
 ngx_uint_t ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s, ngx_uint_t kind, ngx_str_t *name,
-    ngx_str_t *domain, uint32_t tunnel_id, ngx_pool_t *pool,
-    ngx_tunnel_member_t **member);
+    ngx_str_t *domain, uint32_t tunnel_id, ngx_uint_t max_tunnels,
+    ngx_pool_t *pool, ngx_tunnel_member_t **member);
 
 /*
  * Binds a tcp port: "want" if not 0, else a free one in [lo, hi] from a
  * rotating cursor, skipping those in "busy" (ports the caller found taken
- * by another program).  Returns 0 or a TUNNEL_E_* code; the port is in
- * "(*member)->entry->port".
+ * by another program), within the token's "max_tunnels" as
+ * ngx_tunnel_registry_bind_name() does.  Returns 0 or a TUNNEL_E_* code;
+ * the port is in "(*member)->entry->port".
  */
 ngx_uint_t ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s, in_port_t want, in_port_t lo, in_port_t hi,
-    ngx_array_t *busy, uint32_t tunnel_id, ngx_tunnel_member_t **member);
+    ngx_array_t *busy, uint32_t tunnel_id, ngx_uint_t max_tunnels,
+    ngx_tunnel_member_t **member);
+
+/* the streams open now in every session of the token of "s" */
+ngx_uint_t ngx_tunnel_registry_token_streams(ngx_shm_zone_t *zone,
+    ngx_tunnel_shm_session_t *s);
 
 /* frees a member of one of our own sessions */
 void ngx_tunnel_registry_unbind(ngx_shm_zone_t *zone,

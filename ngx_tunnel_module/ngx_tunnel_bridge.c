@@ -133,6 +133,7 @@ ngx_tunnel_session_connect(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
     ngx_connection_t *c, ngx_tunnel_handoff_t *h, ngx_tunnel_done_pt done)
 {
     int                   rc;
+    ngx_uint_t            n;
     ngx_tunnel_tunnel_t  *t;
     ngx_tunnel_stream_t  *bs;
 
@@ -148,12 +149,16 @@ ngx_tunnel_session_connect(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
         return NGX_ERROR;
     }
 
-    if (ts->token->max_streams && ts->nstreams >= ts->token->max_streams) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: account \"%V\" has %ui connections open, "
-                      "its limit: refused", &ts->token->account,
-                      ts->nstreams);
-        return NGX_ERROR;
+    if (ts->token->max_streams) {
+        n = ngx_tunnel_registry_token_streams(ts->zone, ts->sh);
+
+        if (n >= ts->token->max_streams) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel: account \"%V\" has %ui connections "
+                          "open, its limit: refused", &ts->token->account,
+                          n);
+            return NGX_ERROR;
+        }
     }
 
     bs = ngx_pcalloc(c->pool, sizeof(ngx_tunnel_stream_t));

@@ -123,6 +123,8 @@ static void ngx_tunnel_registry_session_remove_locked(
     ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s);
 static ngx_uint_t ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg,
     ngx_log_t *log);
+static ngx_uint_t ngx_tunnel_registry_token_tunnels(
+    ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s);
 static ngx_int_t ngx_tunnel_registry_same_instance(
     ngx_tunnel_shm_session_t *a, ngx_tunnel_shm_session_t *b);
 static ngx_int_t ngx_tunnel_registry_alive(ngx_pid_t pid);
@@ -308,8 +310,8 @@ ngx_tunnel_registry_session_remove_locked(ngx_tunnel_registry_t *reg,
 ngx_uint_t
 ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s, ngx_uint_t kind, ngx_str_t *name,
-    ngx_str_t *domain, uint32_t tunnel_id, ngx_pool_t *pool,
-    ngx_tunnel_member_t **member)
+    ngx_str_t *domain, uint32_t tunnel_id, ngx_uint_t max_tunnels,
+    ngx_pool_t *pool, ngx_tunnel_member_t **member)
 {
     u_char                    *p;
     uint64_t                   replaced;
@@ -360,6 +362,14 @@ ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
 
             ngx_shmtx_lock(&reg->shpool->mutex);
 
+            if (max_tunnels
+                && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+            {
+                ngx_str_null(name);
+                code = TUNNEL_E_LIMIT;
+                goto failed;
+            }
+
             /* another kind of tunnel may hold it: then it is not ours */
             if (ngx_tunnel_registry_find_name(sh, TUNNEL_KIND_HTTP, p,
                                               name->len)
@@ -383,6 +393,13 @@ ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
     }
 
     ngx_shmtx_lock(&reg->shpool->mutex);
+
+    if (max_tunnels
+        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    {
+        code = TUNNEL_E_LIMIT;
+        goto failed;
+    }
 
 again:
 
@@ -498,7 +515,8 @@ failed:
 ngx_uint_t
 ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s, in_port_t want, in_port_t lo, in_port_t hi,
-    ngx_array_t *busy, uint32_t tunnel_id, ngx_tunnel_member_t **member)
+    ngx_array_t *busy, uint32_t tunnel_id, ngx_uint_t max_tunnels,
+    ngx_tunnel_member_t **member)
 {
     in_port_t                 port, *bp;
     uint64_t                  replaced;
@@ -519,6 +537,13 @@ ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
     }
 
     ngx_shmtx_lock(&reg->shpool->mutex);
+
+    if (max_tunnels
+        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    {
+        code = TUNNEL_E_LIMIT;
+        goto failed;
+    }
 
 again:
 
@@ -665,6 +690,73 @@ failed:
     ngx_shmtx_unlock(&reg->shpool->mutex);
 
     return code;
+}
+
+
+/*
+ * The tunnels a token holds, as far as its limit goes: those of draining
+ * sessions, and of other sessions of the same client instance as "s", are
+ * on their way out (a reconnecting client replaces them).
+ */
+static ngx_uint_t
+ngx_tunnel_registry_token_tunnels(ngx_tunnel_registry_t *reg,
+    ngx_tunnel_shm_session_t *s)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_tunnel_shm_session_t  *o;
+
+    n = s->tunnels;
+
+    for (q = ngx_queue_head(&reg->sh->sessions);
+         q != ngx_queue_sentinel(&reg->sh->sessions);
+         q = ngx_queue_next(q))
+    {
+        o = ngx_queue_data(q, ngx_tunnel_shm_session_t, queue);
+
+        if (o == s
+            || o->draining
+            || ngx_memcmp(o->hash, s->hash, NGX_TUNNEL_HASH_LEN) != 0
+            || ngx_tunnel_registry_same_instance(o, s) == NGX_OK)
+        {
+            continue;
+        }
+
+        n += o->tunnels;
+    }
+
+    return n;
+}
+
+
+ngx_uint_t
+ngx_tunnel_registry_token_streams(ngx_shm_zone_t *zone,
+    ngx_tunnel_shm_session_t *s)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q;
+    ngx_tunnel_shm_session_t  *o;
+    ngx_tunnel_registry_t     *reg;
+
+    reg = zone->data;
+    n = 0;
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    for (q = ngx_queue_head(&reg->sh->sessions);
+         q != ngx_queue_sentinel(&reg->sh->sessions);
+         q = ngx_queue_next(q))
+    {
+        o = ngx_queue_data(q, ngx_tunnel_shm_session_t, queue);
+
+        if (ngx_memcmp(o->hash, s->hash, NGX_TUNNEL_HASH_LEN) == 0) {
+            n += o->streams;
+        }
+    }
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return n;
 }
 
 

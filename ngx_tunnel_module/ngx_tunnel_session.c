@@ -1118,14 +1118,6 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
         goto failed;
     }
 
-    if (ts->token->max_tunnels
-        && ts->sh->tunnels >= ts->token->max_tunnels)
-    {
-        code = TUNNEL_E_LIMIT;
-        ngx_str_set(&why, "this token may not open more tunnels");
-        goto failed;
-    }
-
     switch (m->kind) {
 
     case TUNNEL_KIND_HTTP:
@@ -1143,6 +1135,10 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     }
 
     if (code) {
+        if (code == TUNNEL_E_LIMIT) {
+            ngx_str_set(&why, "this token may not open more tunnels");
+        }
+
         goto failed;
     }
 
@@ -1266,7 +1262,8 @@ ngx_tunnel_bind_name(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
     }
 
     code = ngx_tunnel_registry_bind_name(ts->zone, ts->sh, t->kind, &name,
-                                         &conf->domain, t->id, pool,
+                                         &conf->domain, t->id,
+                                         ts->token->max_tunnels, pool,
                                          &t->member);
     if (code) {
         return code;
@@ -1328,7 +1325,9 @@ ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
     for (i = 0; i < NGX_TUNNEL_BIND_TRIES; i++) {
 
         code = ngx_tunnel_registry_bind_port(ts->zone, ts->sh, want, lo, hi,
-                                             &busy, t->id, &t->member);
+                                             &busy, t->id,
+                                             ts->token->max_tunnels,
+                                             &t->member);
         if (code) {
             return code;
         }

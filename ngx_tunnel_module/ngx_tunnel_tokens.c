@@ -37,10 +37,11 @@
  *     ports=<lo>-<hi>  the tcp ports the token may bind, within
  *     ports=<n>        tunnel_tcp_ports; 1024-65535.  Default: any port of
  *                      tunnel_tcp_ports.
- *     tunnels=<n>      at most n tunnels at once (1-1000000); default: no
- *                      limit.
- *     streams=<n>      at most n streams open at once (1-1000000);
- *                      default: no limit.
+ *     tunnels=<n>      at most n tunnels at once, counted over all the
+ *                      token's sessions (1-1000000); default: no limit.
+ *     streams=<n>      at most n streams (public connections) open at
+ *                      once, over all its sessions (1-1000000); default:
+ *                      no limit.
  *
  *   Example:
  *

@@ -343,6 +343,16 @@ sub tunnel_url {
     return $url;
 }
 
+# Waits up to $timeout seconds (10) for process $name to exit by itself.
+# Returns its status ($?), or undef if it still runs.
+sub wait_exit {
+    my ($self, $name, $timeout) = @_;
+    my $pid = $self->{procs}{$name} or return undef;
+    _reap($pid, $timeout // 10) or return undef;
+    delete $self->{procs}{$name};
+    return $?;
+}
+
 # Signals the process (TERM unless told), then its process group, then
 # KILLs the group.  Returns the exit status ($?).
 sub kill_process {
@@ -574,7 +584,7 @@ port_range($name, $count), write_config($text), write_file($name, $text),
 read_file($name), test_config([$text]), run(timeout => s),
 reload(timeout => s), stop(timeout => s), error_log, spawn($name, @cmd),
 tunnel($name, @args), tunnel_url($name, $timeout),
-kill_process($name, signal => ..., timeout => s),
+kill_process($name, signal => ..., timeout => s), wait_exit($name, $timeout),
 wait_for_file_match($file, $regex, $timeout).
 
 Functions: request($port, $data), http_get($port, $uri, host => ...,
