@@ -16,8 +16,8 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(start_backend tunnel_url start_http_tunnel edge_config
-    http_connect http_send http_response http_request ws_frame ws_read_frame
-    TOKEN);
+    http_connect http_send http_response http_request write_all ws_frame
+    ws_read_frame TOKEN);
 
 use constant TOKEN => 'test-token-0123456789abcdef';
 
@@ -43,14 +43,15 @@ sub start_backend {
 }
 
 # The public URL of the client spawned as NAME: the first http(s)/tls/tcp
-# URL on a line that says "bound", on its stdout or stderr.
+# URL on a line that says "bound", on its stdout or stderr, after the
+# first $skip->{out} and $skip->{err} bytes (what an earlier run wrote).
 sub tunnel_url {
-    my ($t, $name, $timeout) = @_;
+    my ($t, $name, $timeout, $skip) = @_;
     my $deadline = time + ($timeout // 10);
 
     while (1) {
-        for my $f ("$name.out", "$name.err") {
-            my $text = $t->read_file($f);
+        for my $f ('out', 'err') {
+            my $text = substr($t->read_file("$name.$f"), $skip->{$f} // 0);
             for my $line (split /\n/, $text) {
                 next unless $line =~ /bound/i;
                 return $1 if $line =~ m{((?:https?|tls|tcp)://[^\s"',]+)};
@@ -72,11 +73,13 @@ sub start_http_tunnel {
     my ($t, $name, $target, @args) = @_;
     @args = ('--name', $name) unless @args;
 
+    my %skip = map { $_ => length $t->read_file("$name.$_") } qw(out err);
+
     $t->tunnel($name, 'http', $target,
         '--server', '127.0.0.1:' . $t->port('reg'), '--token', TOKEN,
         '--plain', '--log-format', 'text', @args);
 
-    return tunnel_url($t, $name);
+    return tunnel_url($t, $name, 10, \%skip);
 }
 
 # The usual edge for the tests: a token file, the registration server on
@@ -172,7 +175,7 @@ sub http_send {
     $req .= "\r\n";
     $req .= $body if defined $body;
 
-    return _write_all($s, $req, $o{timeout} // 30);
+    return write_all($s, $req, $o{timeout} // 30);
 }
 
 # Reads one response: returns { status, headers (lowercase keys), head,
@@ -222,14 +225,9 @@ sub http_response {
                 $read->() or return undef;
             }
             $size = hex $size;
-            while (length $$buf < length($line) + $size + 2) {
-                $read->() or return undef;
-            }
             substr($$buf, 0, length $line, '');
-            $body .= substr($$buf, 0, $size, '');
-            substr($$buf, 0, 2, '');
             if ($size == 0) {
-                # trailers
+                # the trailers, up to an empty line
                 my $end;
                 until (($end) = $$buf =~ /\A((?:[^\r\n]+\r\n)*\r\n)/) {
                     $read->() or return undef;
@@ -237,6 +235,11 @@ sub http_response {
                 substr($$buf, 0, length $end, '');
                 last;
             }
+            while (length $$buf < $size + 2) {
+                $read->() or return undef;
+            }
+            $body .= substr($$buf, 0, $size, '');
+            substr($$buf, 0, 2, '');
         }
         $r->{body} = $body;
 
@@ -264,9 +267,10 @@ sub http_request {
     return http_response($s, %o);
 }
 
-sub _write_all {
+# Writes all of $data within $timeout seconds (30); true if it did.
+sub write_all {
     my ($s, $data, $timeout) = @_;
-    my $deadline = time + $timeout;
+    my $deadline = time + ($timeout // 30);
     my $off = 0;
 
     while ($off < length $data) {
@@ -375,7 +379,8 @@ edge_config($t, %o): the usual registration server and http edge (see the
 comment at the sub).
 
 http_connect($port), http_send($sock, $uri, %o), http_response($sock, %o),
-http_request($port, $uri, %o): an HTTP/1.1 client, one response at a time.
+http_request($port, $uri, %o): an HTTP/1.1 client, one response at a time;
+write_all($sock, $data, $timeout).
 
 ws_frame($opcode, $payload), ws_read_frame($sock, $timeout): websocket
 frames.

@@ -14,6 +14,7 @@
 #                   open until DIR/sse-release exists (15 s at most), then
 #                   "data: second" and the end of the response
 #   /ws             websocket: the handshake, then every data frame echoed
+#   /sleep/N        waits N seconds (may be fractional), then answers
 #   anything else   "hello from NAME: METHOD PATH\n"
 #
 # Every response says X-Backend: NAME and X-Backend-Conn: <pid of the
@@ -191,6 +192,10 @@ sub serve {
 
         } elsif ($path eq '/sse') {
             sse($conn);
+
+        } elsif ($path =~ m{^/sleep/([\d.]+)$}) {
+            sleep $1;
+            respond($conn, '200 OK', "slept $1\n", 'Content-Type' => 'text/plain');
 
         } else {
             respond($conn, '200 OK', "hello from $name: $method $path\n",
