@@ -123,6 +123,11 @@ build/unit-san/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(CORE_SRCS) \
 	$(CLANG) $(SAN_CFLAGS) -fsanitize=address,undefined -Itests/unit \
 	    -o $@ $< $(CORE_SRCS)
 
+# Unit tests that compile a client file in (test_options.c includes
+# client/options.c): rebuilt when that file changes too.
+build/unit/test_options build/unit-san/test_options: client/options.c \
+    $(CLIENT_HDRS)
+
 build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(CORE_SRCS) \
               $(CORE_HDRS)
 	@mkdir -p $(@D)

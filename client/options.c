@@ -941,10 +941,11 @@ static void
 opt_file_line(opt_ctx_t *ctx, char *line, unsigned lineno, tunnel_t **t,
     opt_section_t **sec)
 {
-    char             *p, *key, *end, *value;
+    int               n;
+    char             *p, *key, *end, *value, *slash;
     size_t            klen, k;
     const opt_def_t  *d;
-    char              err[512];
+    char              err[512], rel[2048];
 
     p = line;
 
@@ -1007,12 +1008,10 @@ opt_file_line(opt_ctx_t *ctx, char *line, unsigned lineno, tunnel_t **t,
 
     if (d == NULL || !(d->flags & OPT_KEY)) {
         const char  *names[OPT_NDEFS], *hint;
-        int          n;
 
+        /* all keys: a misplaced one then gets its own message */
         for (k = 0, n = 0; k < OPT_NDEFS; k++) {
-            if ((opt_defs[k].flags & OPT_KEY)
-                && ((*t == NULL) == !(opt_defs[k].flags & OPT_TUNNEL)))
-            {
+            if (opt_defs[k].flags & OPT_KEY) {
                 names[n++] = opt_defs[k].name;
             }
         }
@@ -1089,6 +1088,21 @@ opt_file_line(opt_ctx_t *ctx, char *line, unsigned lineno, tunnel_t **t,
         opt_file_error(ctx, lineno, "\"%s\" is set twice, first on %s: "
                        "keep one", d->name, ctx->src[d->id]);
         return;
+    }
+
+    slash = strrchr(ctx->path, '/');
+
+    if (d->id == O_CACERT && value[0] != '/' && slash) {
+        /* relative to the file, wherever the client was started from */
+        n = snprintf(rel, sizeof(rel), "%.*s/%s",
+                     (int) (slash - ctx->path), ctx->path, value);
+
+        if (n >= (int) sizeof(rel)) {
+            opt_file_error(ctx, lineno, "cacert: the path is too long");
+            return;
+        }
+
+        value = rel;
     }
 
     if (opt_set(ctx, d, NULL, NULL, value, err, sizeof(err)) != 0) {
