@@ -1030,6 +1030,14 @@ test_config_check(void)
 
     CHECK_RC(RUN("config", "check", "--config", "/no/such.conf"), 1);
     CHECK_ERR("cannot read the config file /no/such.conf");
+
+    /* the annotated example stays a valid file (make runs from the top) */
+    if (access("examples/tunnel.conf", R_OK) == 0) {
+        CHECK_RC(RUN("config", "check", "--config", "examples/tunnel.conf"),
+                 0);
+        CHECK_OUT("tunnels       5");
+        CHECK_OUT("config check: OK");
+    }
 }
 
 
