@@ -445,9 +445,10 @@ session_timer(void *data)
 
     case S_CONNECTING:
     case S_HELLO:
+        /* session_fail() ends and frees the session */
         session_fail(s, "no answer from the server within %d s",
                      SESSION_CONNECT_TIMEOUT / 1000);
-        break;
+        return;
 
     case S_LEAVING:
         s->dead = 1;
@@ -461,7 +462,7 @@ session_timer(void *data)
         if (silent >= 3 * (uint64_t) s->heartbeat) {
             session_fail(s, "no answer from the server for %llu s",
                          (unsigned long long) silent / 1000);
-            break;
+            return;
         }
 
         (void) yamux_ping(s->mux, (uint32_t) now);

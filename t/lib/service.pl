@@ -4,9 +4,17 @@
 #
 #   service.pl tcp <port> <label>
 #   service.pl tls <port> <label> <cert> <key>
+#   service.pl relay <port> <label> <target port>
 #
 # listens on 127.0.0.1:<port>, prints "ready" and serves the commands of
 # TunnelService.pm, one child process per connection.
+#
+# A relay carries a tunnel client's plain (no TLS) registration connection to
+# nginx, whole yamux frames at a time.  SIGUSR1 to its process group cuts the
+# connections open then, as a network that fails silently would: nothing
+# more reaches the client, what the client sends is dropped, and nginx's
+# pings are answered by the relay, so that nginx goes on seeing a live
+# session.
 
 use strict;
 use warnings;
@@ -21,6 +29,7 @@ use Socket qw(SHUT_WR);
 use TunnelService qw(data_block);
 
 my ($mode, $port, $label, $cert, $key) = @ARGV;
+my $target = $cert;             # relay
 $label //= 'service';
 
 $SIG{PIPE} = 'IGNORE';
@@ -33,6 +42,8 @@ my $ls = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => $port,
 if ($mode eq 'tls') {
     require IO::Socket::SSL;
 }
+
+$SIG{USR1} = 'IGNORE' if $mode eq 'relay';
 
 $| = 1;
 print "ready $port\n";
@@ -58,7 +69,7 @@ while (1) {
 
     close $ls;
     $SIG{CHLD} = 'DEFAULT';
-    eval { serve($c) };
+    eval { $mode eq 'relay' ? relay($c) : serve($c) };
     warn "serve: $@" if $@;
     POSIX::_exit(0);
 }
@@ -141,4 +152,56 @@ sub write_all {
         substr($data, 0, $n) = '';
     }
     return 1;
+}
+
+sub relay {
+    my ($c) = @_;
+    my $cut = 0;
+
+    local $SIG{USR1} = sub { $cut = 1 };
+
+    my $u = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $target,
+        Proto => 'tcp') or die "relay: connect to $target: $@\n";
+
+    require IO::Select;
+    my $sel = IO::Select->new($c, $u);
+    my %in = ($c => '', $u => '');
+    my ($c_open, $u_open) = (1, 1);
+
+    while ($u_open) {
+        my @ready = $sel->can_read(1);
+
+        for my $s (@ready) {
+            my $n = sysread($s, $in{$s}, 65536, length $in{$s});
+
+            if (!$n) {
+                $sel->remove($s);
+                if ($s == $c) {
+                    $c_open = 0;
+                    shutdown($u, SHUT_WR) unless $cut;
+                } else {
+                    $u_open = 0;
+                }
+                next;
+            }
+
+            # whole frames: a cut never falls inside one
+            while (length $in{$s} >= 12) {
+                my ($type, $flags, $sid, $len) =
+                    unpack('x C n N N', $in{$s});
+                my $size = 12 + ($type == 0 ? $len : 0);
+                last if length $in{$s} < $size;
+                my $frame = substr($in{$s}, 0, $size, '');
+
+                if (!$cut) {
+                    write_all($s == $c ? $u : $c, $frame);
+
+                } elsif ($s == $u && $type == 2 && ($flags & 1)) {
+                    write_all($u, pack('C C n N N', 0, 2, 2, 0, $len));
+                }
+            }
+        }
+
+        last if !$c_open && !$cut;
+    }
 }
