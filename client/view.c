@@ -36,6 +36,7 @@
 #define VIEW_SHOW_EVENTS 5
 #define VIEW_SHOW_REQS   10
 #define VIEW_LABEL       30         /* the width of "Session Status  " */
+#define VIEW_TIME_COLS   9          /* "10:00:00 " before an event */
 #define VIEW_FRAME       65536
 #define VIEW_MSG         1024
 
@@ -98,6 +99,8 @@ static void view_time(char *buf, size_t size);
 static void view_clean(char *s);
 static size_t view_json_str(char *out, size_t size, const char *s);
 static const char *view_bytes(uint64_t n, char *buf, size_t size);
+static unsigned view_event_rows(view_line_t *e, unsigned width);
+static unsigned view_event_cols(unsigned width);
 static void frame_add(view_frame_t *f, const char *s, size_t n);
 static void frame_line(view_frame_t *f, const char *label, const char *color,
     const char *fmt, ...)
@@ -329,8 +332,9 @@ view_done(client_t *cl)
 static void
 view_draw(client_t *cl)
 {
-    int              i, k, n, rows_left, nreq, nev, http, pw;
-    unsigned         j, first;
+    int              i, k, n, rows_left, nreq, nev, http, pw, ev_rows,
+                     budget;
+    unsigned         j, first, len, cols;
     tunnel_t        *t;
     options_t       *o;
     request_log_t   *r, *reqs[MAX_TUNNELS * MAX_REQUESTS];
@@ -437,15 +441,27 @@ view_draw(client_t *cl)
 
     /* what is left goes to the events first, then to the requests */
 
-    nev = view.nevents < VIEW_SHOW_EVENTS ? (int) view.nevents
-                                          : VIEW_SHOW_EVENTS;
     rows_left = (int) f.max - (int) f.rows;
 
-    if (nev && rows_left < nev + 2) {
-        nev = rows_left - 2 > 0 ? rows_left - 2 : 0;
+    /* the newest events that fit, each wrapped on up to three rows */
+    ev_rows = 0;
+    budget = rows_left - 2 < VIEW_SHOW_EVENTS + 3 ? rows_left - 2
+                                                  : VIEW_SHOW_EVENTS + 3;
+
+    for (nev = 0; nev < VIEW_SHOW_EVENTS && (unsigned) nev < view.nevents;
+         nev++)
+    {
+        n = view_event_rows(&view.events[(view.nevents - nev - 1)
+                                         % VIEW_EVENTS], f.width);
+
+        if (ev_rows + n > budget) {
+            break;
+        }
+
+        ev_rows += n;
     }
 
-    rows_left -= nev ? nev + 2 : 0;
+    rows_left -= nev ? ev_rows + 2 : 0;
 
     nreq = 0;
 
@@ -523,8 +539,17 @@ view_draw(client_t *cl)
             localtime_r(&e->when, &tm);
             strftime(when, sizeof(when), "%H:%M:%S", &tm);
 
-            frame_line(&f, NULL, e->level == LOG_ERROR ? ESC_RED : NULL,
-                       "%s %s", when, e->text);
+            color = e->level == LOG_ERROR ? ESC_RED : NULL;
+            len = strlen(e->text);
+            cols = view_event_cols(f.width);
+
+            frame_line(&f, NULL, color, "%s %.*s", when, (int) cols,
+                       e->text);
+
+            for (j = cols; j < len && j < 3 * cols; j += cols) {
+                frame_line(&f, NULL, color, "%*s%.*s", VIEW_TIME_COLS, "",
+                           (int) cols, e->text + j);
+            }
         }
     }
 
@@ -554,6 +579,26 @@ view_remember(log_level_e level, const char *msg)
         view.error = *e;
         view.has_error = 1;
     }
+}
+
+
+/* the text columns of an event row, after its time */
+static unsigned
+view_event_cols(unsigned width)
+{
+    return width > VIEW_TIME_COLS + 10 ? width - VIEW_TIME_COLS : 10;
+}
+
+
+static unsigned
+view_event_rows(view_line_t *e, unsigned width)
+{
+    unsigned  cols, rows;
+
+    cols = view_event_cols(width);
+    rows = (strlen(e->text) + cols - 1) / cols;
+
+    return rows < 1 ? 1 : rows > 3 ? 3 : rows;
 }
 
 
