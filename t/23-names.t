@@ -54,9 +54,9 @@ my $svc_a = service($t, 'svc_a', 'tcp', 'A');
 my $svc_b = service($t, 'svc_b', 'tcp', 'B');
 my $relay = service($t, 'relay', 'relay', 'relay', $reg);
 
-sub hello { command($app, 'hello', timeout => 5)->{data} // '' }
-
-sub output { my $n = shift; $t->read_file("$n.out") . $t->read_file("$n.err") }
+# (no named sub may hold $t: it must go before Test::More's last word)
+my $hello = sub { command($app, 'hello', timeout => 5)->{data} // '' };
+my $output = sub { $t->read_file("$_[0].out") . $t->read_file("$_[0].err") };
 
 # alice's client goes through a relay that can cut its connection silently
 $t->tunnel('alice', 'tls', $svc_a, '--name', 'app', @alice,
@@ -64,8 +64,8 @@ $t->tunnel('alice', 'tls', $svc_a, '--name', 'app', @alice,
 
 is($t->tunnel_url('alice'), 'https://app.tun.test',
     'alice binds the label "app" under tunnel_domain')
-    or diag(output('alice'));
-is(hello(), "hello from A\n", 'app.tun.test reaches alice\'s service');
+    or diag($output->('alice'));
+is($hello->(), "hello from A\n", 'app.tun.test reaches alice\'s service');
 
 # bob may not have it, whatever the kind
 
@@ -73,7 +73,7 @@ $t->tunnel('bob', 'tls', $svc_b, '--name', 'app', @bob,
     '--server', "127.0.0.1:$reg");
 is($t->wait_exit('bob', 10), 1 << 8,
     'bob asks for the same name: his client exits with status 1');
-like(output("bob"), qr/app.*(taken|in use|held)/i,
+like($output->("bob"), qr/app.*(taken|in use|held)/i,
     '  and says the name is taken');
 like($t->error_log,
     qr/\[info\] .*\(account "bob"\) refused tls bind "app" port 0: .*(taken|in use)/,
@@ -86,7 +86,7 @@ is($t->wait_exit('bob_http', 10), 1 << 8,
 like($t->error_log, qr/\[info\] .*\(account "bob"\) refused http bind "app"/,
     '  error.log says so');
 
-is(join('', map { hello() } 1 .. 4), "hello from A\n" x 4,
+is(join('', map { $hello->() } 1 .. 4), "hello from A\n" x 4,
     'app.tun.test still reaches alice only');
 
 # alice's connection dies silently: nginx still sees her session alive (the
@@ -100,14 +100,14 @@ ok($t->wait_for_file_match('error.log',
         qr/\[info\] .*tls "app\.tun\.test" taken over by session (\w+) from session \w+/,
         15),
     'alice\'s new session takes "app" over from the stale one')
-    or diag(output('alice'));
+    or diag($output->('alice'));
 my $took = time - $start;
 ok($took < 10, sprintf('  as soon as her client noticed (%.1fs, '
     . 'heartbeat 1s)', $took));
 unlike($t->error_log, qr/\(account "alice"\) refused/,
     '  and is not refused');
 
-my @got = map { hello() } 1 .. 6;
+my @got = map { $hello->() } 1 .. 6;
 is(scalar(grep { $_ eq "hello from A\n" } @got), 6,
     '  every connection goes to the new session, none to the stale one')
     or diag(explain \@got);
@@ -122,11 +122,11 @@ $t->tunnel('alice2', 'tls', $svc_b, '--name', 'app', @alice,
     '--server', "127.0.0.1:$reg");
 is($t->tunnel_url('alice2'), 'https://app.tun.test',
     'alice killed with SIGKILL and started again: she gets "app" back')
-    or diag(output('alice2'));
+    or diag($output->('alice2'));
 $took = time - $start;
 ok($took < 3, sprintf('  at once (%.1fs)', $took));
-unlike(output('alice2'), qr/bind-error|taken/i, '  not refused');
-is(hello(), "hello from B\n", '  app.tun.test reaches her new service');
+unlike($output->('alice2'), qr/bind-error|taken/i, '  not refused');
+is($hello->(), "hello from B\n", '  app.tun.test reaches her new service');
 
 # random names
 
