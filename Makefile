@@ -124,9 +124,10 @@ build/unit-san/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(CORE_SRCS) \
 	    -o $@ $< $(CORE_SRCS)
 
 # Unit tests that compile a client file in (test_options.c includes
-# client/options.c): rebuilt when that file changes too.
+# client/options.c, test_view.c client/view.c): rebuilt when it changes.
 build/unit/test_options build/unit-san/test_options: client/options.c \
     $(CLIENT_HDRS)
+build/unit/test_view build/unit-san/test_view: client/view.c $(CLIENT_HDRS)
 
 build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(CORE_SRCS) \
               $(CORE_HDRS)
