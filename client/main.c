@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "client.h"
+#include "options.h"
 
 
 /* signals reach the loop through a pipe: no work in a signal handler */
