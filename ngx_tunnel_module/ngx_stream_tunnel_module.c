@@ -389,8 +389,12 @@ ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s)
             ngx_log_debug1(NGX_LOG_DEBUG_STREAM, c->log, 0,
                            "tunnel_pass: \"%V\" handed to its worker", &key);
 
-            /* the other worker has the socket now; this one forgets it */
-            if (ngx_del_conn) {
+            /*
+             * The other worker has the socket now; this one forgets it, if
+             * it ever watched it (without ssl_preread nothing has added it
+             * to epoll yet, and EPOLL_CTL_DEL would fail).
+             */
+            if (ngx_del_conn && (c->read->active || c->write->active)) {
                 (void) ngx_del_conn(c, 0);
             }
 

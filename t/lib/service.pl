@@ -5,9 +5,12 @@
 #   service.pl tcp <port> <label>
 #   service.pl tls <port> <label> <cert> <key>
 #   service.pl relay <port> <label> <target port>
+#   service.pl echo <port>
 #
 # listens on 127.0.0.1:<port>, prints "ready" and serves the commands of
-# TunnelService.pm, one child process per connection.
+# TunnelService.pm, one child process per connection.  "echo" sends every
+# byte back, no command first, to many connections at once from a single
+# process.
 #
 # A relay carries a tunnel client's plain (no TLS) registration connection to
 # nginx, whole yamux frames at a time.  SIGUSR1 to its process group cuts the
@@ -47,6 +50,8 @@ $SIG{USR1} = 'IGNORE' if $mode eq 'relay';
 
 $| = 1;
 print "ready $port\n";
+
+echo_all() if $mode eq 'echo';
 
 while (1) {
     my $c = $ls->accept;
@@ -203,5 +208,74 @@ sub relay {
         }
 
         last if !$c_open && !$cut;
+    }
+}
+
+sub echo_all {
+    require IO::Select;
+    $ls->blocking(0);
+    my $rd = IO::Select->new($ls);
+    my $wr = IO::Select->new;
+    my (%out, %eof);
+
+    while (1) {
+        my ($r, $w) = IO::Select->select($rd, $wr->count ? $wr : undef,
+            undef, 1);
+
+        for my $s (@{ $r // [] }) {
+            if ($s == $ls) {
+                while (my $c = $ls->accept) {
+                    $c->blocking(0);
+                    $rd->add($c);
+                    $out{$c} = '';
+                }
+                next;
+            }
+
+            my $n = sysread($s, my $buf, 65536);
+            next if !defined $n && $!{EAGAIN};
+
+            if (!$n) {
+                $rd->remove($s);
+                $eof{$s} = 1;
+            } else {
+                $out{$s} .= $buf;
+            }
+
+            $wr->add($s);
+        }
+
+        for my $s (@{ $w // [] }) {
+            if (length $out{$s}) {
+                my $n = syswrite($s, $out{$s});
+                if (!defined $n) {
+                    next if $!{EAGAIN};
+                    $out{$s} = '';
+                    $eof{$s} = 1;
+                    $rd->remove($s);
+                } else {
+                    substr($out{$s}, 0, $n) = '';
+                }
+            }
+
+            next if length $out{$s};
+            $wr->remove($s);
+
+            if ($eof{$s}) {
+                delete $out{$s};
+                delete $eof{$s};
+                close $s;
+            }
+        }
+
+        # stop reading while much is waiting to go out
+        for my $s ($rd->handles) {
+            next if $s == $ls;
+            $rd->remove($s) if length $out{$s} > 1048576;
+        }
+        for my $s ($wr->handles) {
+            $rd->add($s) if !$eof{$s} && length $out{$s} <= 1048576
+                && !$rd->exists($s);
+        }
     }
 }
