@@ -6,9 +6,12 @@
 #     make test-fuzz      replay of tests/fuzz/corpus/<fuzz_name>/
 #     make interop        tests/interop/run.sh, if there is one
 #     make test-t         prove -v -I t/lib t/ (integration, real nginx)
+#   make test-asan      t/ against nginx built with ASan+UBSan (tests/asan/)
 #   make fuzz           run each fuzzer for FUZZ_SECONDS (60)
 #   make install        PREFIX (/usr/local), MODULES_DIR, DESTDIR
 #   make deps           install missing Debian packages (.ci/deps)
+#   make bench          ngx_tunnel beside its peers on loopback, one table
+#                       (tests/bench/run.sh; T, ROUNDS, PATHS there)
 #   make demo, clean
 #
 # make, make test and make demo check the Debian packages first
@@ -56,7 +59,8 @@ NGX_LD_OPT   ?= -Wl,-z,relro -Wl,-z,now -fPIC
 NGX_BUILD    := build/nginx
 
 RESULTS      := build/test-results
-.PHONY: all deps test test-unit test-fuzz interop test-t fuzz install \
+.PHONY: all deps test test-unit test-fuzz interop test-t test-asan fuzz \
+        install \
         clean demo FORCE
 
 
@@ -211,6 +215,27 @@ test: all
 	exit $$rc
 
 
+# The t/ suite again, against nginx 1.22.1 built from source with ASan and
+# UBSan and the module linked in, and the client built with them too.
+build/asan/tunnel: $(CLIENT_SRCS) $(CLIENT_HDRS) $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CLANG) $(SAN_CFLAGS) -fsanitize=address,undefined -Iclient -o $@ \
+	    $(CLIENT_SRCS) $(CORE_SRCS) -lssl -lcrypto
+
+test-asan: build/asan/tunnel | deps
+	@$(call stage_begin,asan); \
+	$(call check,asan/build-nginx,bash tests/asan/build-nginx.sh \
+	    $(CURDIR) $(CURDIR)/build/asan); \
+	if [ $$fail = 0 ]; then \
+	    if NGINX_BINARY=$(CURDIR)/build/asan/nginx TUNNEL_MODULE= \
+	       TUNNEL_CLIENT=$(CURDIR)/build/asan/tunnel \
+	       ASAN_OPTIONS=detect_leaks=0 prove -I t/lib t/; \
+	    then echo "PASS asan/t/ (prove)" | tee -a $(RESULTS); \
+	    else echo "FAIL asan/t/ (prove)" | tee -a $(RESULTS); fail=1; fi; \
+	fi; \
+	$(call stage_end,asan)
+
+
 # New inputs go to build/fuzz/corpus/<name>/ (libFuzzer writes to the first
 # directory given), crashes to build/fuzz/artifacts/: the repository's corpus
 # only changes when someone copies inputs over on purpose.
@@ -248,6 +273,12 @@ install: build/ngx_tunnel_module.so build/tunnel
 
 demo: all
 	@bash examples/demo.sh
+
+
+# Benchmarks (issue 6): builds what it needs, starts and stops every path.
+.PHONY: bench
+bench: all
+	@bash tests/bench/run.sh
 
 clean:
 	rm -rf build
