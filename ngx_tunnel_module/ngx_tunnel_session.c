@@ -254,6 +254,19 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
         return;
     }
 
+    /*
+     * Accepted before the listening sockets were closed, but come this far
+     * (a TLS handshake takes a few rounds) after ngx_close_idle_connections()
+     * went by: nothing would ever ask this session to leave, and the worker
+     * would not exit.  The client tries again, and reaches a new worker.
+     */
+    if (ngx_exiting || ngx_terminate) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: worker is shutting down, session refused");
+        ngx_stream_finalize_session(s, NGX_STREAM_SERVICE_UNAVAILABLE);
+        return;
+    }
+
     ts = ngx_pcalloc(c->pool, sizeof(ngx_tunnel_session_t));
     if (ts == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
