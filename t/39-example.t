@@ -13,6 +13,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
+use IO::Socket::IP;
 use IO::Socket::SSL;
 use JSON::PP;
 use Test::More;
@@ -21,7 +22,7 @@ use TunnelTest qw(request);
 use TunnelHTTP qw(start_backend tunnel_url http_request http_send
     http_response);
 
-my $t = TunnelTest->new->plan(17);
+my $t = TunnelTest->new->plan(19);
 my $d = $t->testdir;
 
 # certificates: a CA, the edge (registration port), the wildcard for
@@ -55,12 +56,12 @@ $t->write_file('tunnel.tokens',
 my $conf = $t->read_file("$FindBin::Bin/../examples/nginx.conf");
 my $range = $t->port_range('tcp', 10);
 my %port = (4443 => 'reg', 8080 => 'http', 8081 => 'status',
-    8443 => 'tls', 8444 => 'https');
+    8443 => 'tls', 8444 => 'https', 8445 => 'passthrough');
 
 ok($conf =~ s/^load_module .*\n//mg == 2, 'example: two load_module lines');
 ok($conf =~ s/^(pid|error_log) .*\n//mg == 2, 'example: pid and error_log');
 $conf =~ s/^worker_processes auto;/worker_processes 2;/m;
-$conf =~ s/\b(4443|8080|8081|8443|8444)\b(?=[;\/\s])/%%PORT_$port{$1}%%/g;
+$conf =~ s/\b(4443|8080|8081|8443|8444|8445)\b(?=[;\/\s])/%%PORT_$port{$1}%%/g;
 $conf =~ s/\b30000-30099\b/$range/g;
 $conf =~ s/(ssl_certificate(?:_key)?|tunnel_tokens)(\s+)(\S+);/$1$2$d\/$3;/g;
 $t->write_config($conf);
@@ -86,7 +87,8 @@ is($r && $r->{body}, "hello from web: GET /plain\n",
 
 # https to the same tunnel, through the shared TLS port: the wildcard
 # certificate, TLS ended at the edge
-my $s = IO::Socket::SSL->new(PeerHost => '127.0.0.1',
+# (from 127.0.0.2, to tell the public client from the edge's own hops)
+my $s = IO::Socket::SSL->new(PeerHost => '127.0.0.1', LocalAddr => '127.0.0.2',
     PeerPort => $t->port('tls'), SSL_hostname => 'demo.tun.localhost',
     SSL_verifycn_name => 'demo.tun.localhost', SSL_verifycn_scheme => 'http',
     SSL_ca_file => "$d/ca.crt", Timeout => 5);
@@ -94,7 +96,7 @@ ok($s, 'https://demo.tun.localhost on the shared port: the handshake verifies')
     or diag($SSL_ERROR);
 
 SKIP: {
-    skip 'no TLS connection', 3 unless $s;
+    skip 'no TLS connection', 4 unless $s;
     like($s->peer_certificate('cn'), qr/^\*\.tun\.localhost$/,
         '  with the wildcard certificate');
     http_send($s, '/headers', host => 'demo.tun.localhost');
@@ -102,18 +104,24 @@ SKIP: {
     is($r && $r->{status}, 200, '  a request through it: 200');
     like($r && $r->{body}, qr/^X-Forwarded-Proto: https\r$/mi,
         '  the service sees X-Forwarded-Proto: https');
+    like($r && $r->{body}, qr/^X-Forwarded-For: 127\.0\.0\.2\r$/mi,
+        '  and the public client\'s address in X-Forwarded-For');
 }
 
 # a tls tunnel: passed through by SNI, the laptop's certificate
 my $tls = $t->port('api_service');
 $t->spawn('api_service', 'openssl', 's_server', '-accept', $tls,
     '-cert', "$d/api.crt", '-key', "$d/api.key", '-www', '-quiet');
-$t->tunnel('api', 'tls', $tls, '--hostname', 'api.example.test', @client);
+my $deadline = time + 10;
+sleep 0.1 until IO::Socket::IP->new(PeerHost => '127.0.0.1',
+    PeerPort => $tls) || time > $deadline;
+$t->tunnel('api', 'tls', $tls, '--hostname', 'api.example.test', @client,
+    '--log-level', 'debug');
 $url = tunnel_url($t, 'api');
 is($url, 'https://api.example.test:' . $t->port('tls'),
     'tls tunnel: its URL is on the shared port');
 
-$s = IO::Socket::SSL->new(PeerHost => '127.0.0.1',
+$s = IO::Socket::SSL->new(PeerHost => '127.0.0.1', LocalAddr => '127.0.0.2',
     PeerPort => $t->port('tls'), SSL_hostname => 'api.example.test',
     SSL_verifycn_name => 'api.example.test', SSL_verifycn_scheme => 'http',
     SSL_ca_file => "$d/ca.crt", Timeout => 5);
@@ -128,6 +136,10 @@ SKIP: {
     my $reply = join '', <$s>;
     like($reply, qr{^HTTP/1\.0 200 ok}i, '  and the service answers');
 }
+
+ok($t->wait_for_file_match('api.out', qr/from 127\.0\.0\.2:\d+/, 5),
+    '  the client is told the public client\'s address')
+    or diag($t->read_file('api.out'));
 
 # a name under the wildcard nobody holds: TLS at the edge, then 404
 $s = IO::Socket::SSL->new(PeerHost => '127.0.0.1',
