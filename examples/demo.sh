@@ -57,6 +57,7 @@ done
 
 token=$(openssl rand -hex 20)
 echo "$token id=demo" > tunnel.tokens
+chmod 600 tunnel.tokens
 
 say "2. The edge: nginx with the tunnel module (examples/nginx.conf)"
 sed -e "s|/usr/lib/nginx/modules/ngx_tunnel_module.so|$module|" \
