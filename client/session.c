@@ -206,6 +206,7 @@ session_io(void *data, unsigned events)
 
         if (rc < 0) {
             session_fail(s, "%s", s->conn.error);
+            session_end(s);
             return;
         }
 
@@ -445,10 +446,9 @@ session_timer(void *data)
 
     case S_CONNECTING:
     case S_HELLO:
-        /* session_fail() ends and frees the session */
         session_fail(s, "no answer from the server within %d s",
                      SESSION_CONNECT_TIMEOUT / 1000);
-        return;
+        break;
 
     case S_LEAVING:
         s->dead = 1;
@@ -462,7 +462,7 @@ session_timer(void *data)
         if (silent >= 3 * (uint64_t) s->heartbeat) {
             session_fail(s, "no answer from the server for %llu s",
                          (unsigned long long) silent / 1000);
-            return;
+            break;
         }
 
         (void) yamux_ping(s->mux, (uint32_t) now);
@@ -491,11 +491,12 @@ session_fail(session_t *s, const char *fmt, ...)
     vsnprintf(s->why, sizeof(s->why), fmt, args);
     va_end(args);
 
+    /*
+     * The event handler that got us here ends the session on its way out
+     * (session_io(), session_flush_posted(), session_timer()): ending it
+     * here would free it under their feet.
+     */
     s->dead = 1;
-
-    if (!s->in_mux) {
-        session_end(s);
-    }
 }
 
 
@@ -845,7 +846,10 @@ session_bound(session_t *s, tunnel_msg_t *m)
 
     n = m->name.len < sizeof(t->bound_name) - 1 ? m->name.len
                                                 : sizeof(t->bound_name) - 1;
-    memcpy(t->bound_name, m->name.data, n);
+    if (n) {
+        memcpy(t->bound_name, m->name.data, n);   /* a tcp tunnel has none */
+    }
+
     t->bound_name[n] = '\0';
 
     t->bound_port = m->port;
@@ -928,6 +932,24 @@ session_replace(session_t *s)
     cl = s->cl;
 
     if (s != cl->active || cl->quitting) {
+        return;
+    }
+
+    if (cl->old && s->nfwds == 0) {
+        /*
+         * Our new session landed in a worker that is quitting too (nginx
+         * reloads its workers one by one).  It carries nothing: it goes,
+         * and the older one drains its connections on until the next
+         * session has bound every name.
+         */
+        cl->active = NULL;
+        session_go_away(s);
+        client_connect(cl);
+
+        if (cl->active) {
+            cl->active->replacement = 1;
+        }
+
         return;
     }
 
