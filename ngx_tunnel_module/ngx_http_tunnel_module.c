@@ -47,6 +47,7 @@ typedef struct {
     ngx_str_t                      key;
     ngx_tunnel_route_t             route;
     ngx_uint_t                     routed;
+    ngx_uint_t                     tried;
     struct sockaddr_un             sockaddr;    /* for $upstream_addr */
     ngx_str_t                      name;
 } ngx_http_tunnel_peer_t;
@@ -225,6 +226,7 @@ ngx_http_tunnel_init_peer(ngx_http_request_t *r,
     tp->conf = tucf;
     tp->request = r;
     tp->routed = 0;
+    tp->tried = 0;
 
     if (ngx_http_complex_value(r, &tucf->key, &tp->key) != NGX_OK) {
         return NGX_ERROR;
@@ -252,9 +254,12 @@ ngx_http_tunnel_init_peer(ngx_http_request_t *r,
     r->upstream->peer.get = ngx_http_tunnel_get_peer;
     r->upstream->peer.free = ngx_http_tunnel_free_peer;
 
-    /* a second try reaches another member of a pool, or a fresh stream
-     * when a kept connection turned out closed */
-    r->upstream->peer.tries = 2;
+    /*
+     * One try per member of the pool, as round robin gives one per server;
+     * the pool's size is known on the first get().  Until then, as many as
+     * proxy_next_upstream_tries allows.
+     */
+    r->upstream->peer.tries = NGX_MAX_INT32_VALUE;
 
     return NGX_OK;
 }
@@ -295,12 +300,23 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     if (rc == NGX_OK) {
         tp->routed = 1;
 
+        /*
+         * nginx adds a try itself when a kept connection fails, so a pool
+         * of one retries only then: a timeout, or an error once the
+         * request went, is not repeated on the same client.
+         */
+        if (!tp->tried && pc->tries > tp->route.nmembers) {
+            pc->tries = ngx_max(tp->route.nmembers, 1);
+        }
+
     } else if (rc == NGX_BUSY) {
         status = NGX_HTTP_BAD_GATEWAY;
 
     } else {
         status = NGX_HTTP_NOT_FOUND;
     }
+
+    tp->tried = 1;
 
     /* $upstream_addr says where the request went */
     tp->sockaddr.sun_family = AF_UNIX;
@@ -346,18 +362,39 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
             h.peer_len = client->socklen;
         }
 
-        rc = ngx_tunnel_carry(&tp->route, &h, fd, client->log);
+        if (ngx_tunnel_carry(&tp->route, &h, fd, client->log) == NGX_OK) {
+            pc->connection = c;
+            return NGX_DONE;
+        }
 
-    } else {
-        text.data = (status == NGX_HTTP_NOT_FOUND)
-                    ? ngx_http_tunnel_not_found.data
-                    : ngx_http_tunnel_unavailable.data;
-        rc = ngx_http_tunnel_respond(tp, fd, status, &text);
+        /* its session went away, or its worker cannot take it */
+
+        ngx_close_connection(c);
+
+        if (pc->tries > 1) {
+            return NGX_DECLINED;
+        }
+
+        /* the last try: the upstream gets our 502 page, not nginx's */
+
+        tp->routed = 0;
+        status = NGX_HTTP_BAD_GATEWAY;
+
+        c = ngx_tunnel_socketpair(&fd, pc->log);
+        if (c == NULL) {
+            return NGX_ERROR;
+        }
+
+        c->log_error = pc->log_error;
     }
 
-    if (rc != NGX_OK) {
+    text.data = (status == NGX_HTTP_NOT_FOUND)
+                ? ngx_http_tunnel_not_found.data
+                : ngx_http_tunnel_unavailable.data;
+
+    if (ngx_http_tunnel_respond(tp, fd, status, &text) != NGX_OK) {
         ngx_close_connection(c);
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
     pc->connection = c;

@@ -183,6 +183,7 @@ typedef struct {
     uint64_t                   session_id;
     uint32_t                   tunnel_id;
     ngx_uint_t                 kind;
+    ngx_uint_t                 nmembers;    /* the pool's size */
     ngx_tunnel_member_t       *member;      /* only the owner may use it */
 } ngx_tunnel_route_t;
 

@@ -887,6 +887,7 @@ ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
     route->session_id = pick->session->id;
     route->tunnel_id = pick->tunnel_id;
     route->kind = pick->kind;
+    route->nmembers = n;
     route->member = pick;
 
     ngx_shmtx_unlock(&reg->shpool->mutex);
