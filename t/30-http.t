@@ -16,7 +16,7 @@ use Test::More;
 use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_request);
 
-my $t = TunnelTest->new->plan(21);
+my $t = TunnelTest->new->plan(23);
 
 $t->write_config(edge_config($t,
     workers => 2,
@@ -28,6 +28,15 @@ $t->write_config(edge_config($t,
 },
     server => q{
         access_log %%TESTDIR%%/tunnel.log tunnel;
+
+        # bodies streamed both ways, nothing buffered by nginx
+        location /unbuffered/ {
+            proxy_pass http://tunnels/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
 }));
 
 $t->run;
@@ -58,6 +67,17 @@ $r = http_request($port, '/upload', host => 'web.tun.test',
 is($r && $r->{status}, 200, 'POST 10 MiB: 200');
 is($r && $r->{body}, 'len=10485760 sha256=' . sha256_hex($body) . "\n",
     '  and the service got every byte, in order');
+
+# the same, with proxy_buffering and proxy_request_buffering off
+$r = http_request($port, '/unbuffered/data/10485760', host => 'web.tun.test',
+    timeout => 60);
+ok($r && length $r->{body} == 10485760
+    && sha256_hex($r->{body}) eq $r->{headers}{'x-sha256'},
+    'GET 10 MiB, proxy_buffering off: every byte, in order');
+$r = http_request($port, '/unbuffered/upload', host => 'web.tun.test',
+    method => 'POST', body => $body, timeout => 60);
+is($r && $r->{body}, 'len=10485760 sha256=' . sha256_hex($body) . "\n",
+    'POST 10 MiB, proxy_request_buffering off: every byte, in order');
 
 # a chunked upload of 1 MiB, in 64 KiB chunks
 my $part = substr($body, 0, 1048576);

@@ -15,9 +15,19 @@ use Time::HiRes qw(sleep time);
 use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_request);
 
-my $t = TunnelTest->new->plan(12);
+my $t = TunnelTest->new->plan(13);
 
-$t->write_config(edge_config($t, workers => 2));
+$t->write_config(edge_config($t,
+    workers => 2,
+    server => q{
+        # a member whose service is down answers 502: try the next one
+        location /next/ {
+            proxy_pass http://tunnels;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout http_502;
+        }
+}));
 $t->run;
 
 my $port = $t->port('http');
@@ -112,6 +122,19 @@ is($bad, 0, '  none failed');
 $seen = $spread->(20);
 is_deeply($seen, { a => 20 }, 'then every request goes to client a')
     or diag(explain $seen);
+
+# a member whose local service is down: with proxy_next_upstream http_502,
+# the pool's other member answers every request
+start_http_tunnel($t, 'client_c', $t->port('down_service'), '--name', 'web');
+my %next;
+for my $i (1 .. 20) {
+    my $r = http_request($port, "/next/$i", host => 'web.tun.test');
+    $next{$r && $r->{status} == 200 ? $r->{headers}{'x-backend'} : 'bad'}++;
+}
+is_deeply(\%next, { a => 20 },
+    'a member with its service down, proxy_next_upstream http_502: '
+    . 'the other member answers every request') or diag(explain \%next);
+$t->kill_process('client_c');
 
 # the last member leaves: the name is free, 404
 $t->kill_process('client_a');
