@@ -574,6 +574,10 @@ ngx_tunnel_bridge_closed(ngx_tunnel_stream_t *bs, yamux_close_e how)
     bs->closed = 1;
 
     if (how == YAMUX_CLOSED_RESET_REMOTE) {
+        ngx_log_error(NGX_LOG_INFO, bs->connection->log, 0,
+                      "tunnel: stream %uD of session %016xL reset by the "
+                      "client (its local service may be down), closing the "
+                      "connection", bs->id, bs->session->id);
         ngx_tunnel_bridge_finish(bs, 1);
         return;
     }
