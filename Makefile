@@ -182,7 +182,7 @@ test-fuzz: | deps
 interop: | deps
 	@$(call stage_begin,interop); \
 	if [ -f tests/interop/run.sh ]; then \
-	    $(call check,interop,bash tests/interop/run.sh); \
+	    $(call check,interop/run.sh,bash tests/interop/run.sh); \
 	else \
 	    echo "SKIP interop (no tests/interop/run.sh)" | tee -a $(RESULTS); \
 	fi; \
