@@ -814,7 +814,7 @@ test_protocol_errors(void)
     uint8_t     in[12], out[64], want[12];
     size_t      n;
     ssize_t     rc;
-    bad_case_t  cases[16];
+    bad_case_t  cases[20];
 
     memset(cases, 0, sizeof(cases));
     i = 0;
@@ -829,6 +829,11 @@ test_protocol_errors(void)
     hdr(cases[i].frames[0], 4, 0, 0, 0);
     cases[i].nframes = 1;
     cases[i++].why = "type 4";
+
+    cases[i].name = "unknown type 255";
+    hdr(cases[i].frames[0], 0xff, 0, 1, 0);
+    cases[i].nframes = 1;
+    cases[i++].why = "type 255";
 
     cases[i].name = "data beyond the window";
     hdr(cases[i].frames[0], YAMUX_DATA, 0, 1, YAMUX_INITIAL_WINDOW + 1);
@@ -1260,6 +1265,366 @@ test_protocol_error_after_go_away(void)
 }
 
 
+static void
+test_syn_and_flags_on_data(void)
+{
+    static peer_t  s;
+    uint8_t        in[64], out[64], want[12];
+    size_t         n;
+    uint32_t       id;
+    yamux_stats_t  st;
+
+    /* a data frame may open a stream (SYN) and carry FIN with payload */
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    hdr(in, YAMUX_DATA, YAMUX_SYN | YAMUX_FIN, 1, 3);
+    memcpy(in + 12, "abc", 3);
+    CHECK(yamux_input(s.s, in, 15) == 15, "SYN+FIN data frame taken");
+    CHECK(count(&s, 'o', 1) == 1, "stream 1 opened by a data frame");
+    CHECK(s.nrx == 3 && memcmp(s.rx, "abc", 3) == 0, "its payload arrived");
+    CHECK(count(&s, 'f', 1) == 1, "and its FIN");
+    CHECK(s.nev >= 2 && s.ev[s.nev - 1].what == 'f'
+          && s.ev[s.nev - 2].what == 'd', "FIN reported after the data");
+
+    /* the ACK also gives back the 3 bytes consumed meanwhile */
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_ACK, 1, 3);
+    CHECK(frames_equal(out, n, want, 12), "ACK for a data SYN");
+
+    /* we may still send after the peer's FIN; our FIN ends the stream */
+    CHECK(yamux_stream_write(s.s, 1, (const uint8_t *) "xy", 2) == 2,
+          "write after the peer's FIN");
+    CHECK(yamux_stream_close(s.s, 1) == YAMUX_OK, "our FIN");
+    n = take(&s, out, sizeof(out));
+    CHECK(n == 12 + 2 + 12, "data and FIN, %zu bytes", n);
+    CHECK(count(&s, 'c', 1) == 1 && last(&s, 'c')->n == YAMUX_CLOSED_NORMAL,
+          "closed once our FIN left");
+
+    /* RST on a data frame: the payload is delivered, then the reset */
+    hdr(in, YAMUX_DATA, YAMUX_SYN, 3, 2);
+    memcpy(in + 12, "de", 2);
+    hdr(in + 14, YAMUX_DATA, YAMUX_RST, 3, 2);
+    memcpy(in + 26, "fg", 2);
+    CHECK(yamux_input(s.s, in, 28) == 28, "data, then data with RST");
+    CHECK(s.nrx == 7 && memcmp(s.rx + 3, "defg", 4) == 0,
+          "both payloads arrived");
+    CHECK(count(&s, 'c', 3) == 1
+          && last(&s, 'c')->n == YAMUX_CLOSED_RESET_REMOTE,
+          "then the stream was reset");
+
+    peer_free(&s);
+
+    /* ACK on a data frame acknowledges our SYN */
+    peer_init(&s, 1, YAMUX_INITIAL_WINDOW);
+    CHECK(yamux_stream_open(s.s, &id, NULL) == YAMUX_OK, "open");
+    take(&s, out, sizeof(out));
+    hdr(in, YAMUX_DATA, YAMUX_ACK, id, 1);
+    in[12] = 'z';
+    CHECK(yamux_input(s.s, in, 13) == 13, "ACK on data");
+    yamux_stats(s.s, &st);
+    CHECK(st.unacked_syns == 0, "SYN acknowledged, %u left",
+          st.unacked_syns);
+    CHECK(s.nrx == 1 && s.rx[0] == 'z', "and the payload arrived");
+
+    peer_free(&s);
+}
+
+
+static void
+test_half_close_server_first(void)
+{
+    static peer_t  c, s;
+    uint32_t       id;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    /* the acceptor closes first; the opener keeps sending */
+    CHECK(yamux_stream_close(s.s, id) == YAMUX_OK, "server FIN");
+    pump(&s, &c);
+    CHECK(count(&c, 'f', id) == 1, "client sees the FIN");
+    CHECK(yamux_stream_write(s.s, id, (const uint8_t *) "x", 1)
+          == YAMUX_ECLOSED, "no writing after our own FIN");
+
+    CHECK(yamux_stream_write(c.s, id, (const uint8_t *) "more", 4) == 4,
+          "client writes after the server's FIN");
+    pump(&c, &s);
+    CHECK(s.nrx == 4 && memcmp(s.rx, "more", 4) == 0,
+          "server receives after its FIN");
+    CHECK(count(&s, 'c', id) == 0 && count(&c, 'c', id) == 0,
+          "half-closed: still open");
+
+    CHECK(yamux_stream_close(c.s, id) == YAMUX_OK, "client FIN");
+    pump(&c, &s);
+    CHECK(count(&s, 'c', id) == 1 && last(&s, 'c')->n == YAMUX_CLOSED_NORMAL,
+          "server closed normally");
+    CHECK(count(&c, 'c', id) == 1 && last(&c, 'c')->n == YAMUX_CLOSED_NORMAL,
+          "client closed normally");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_closed_stream_frames(void)
+{
+    static peer_t  c, s;
+    uint8_t        in[64], out[64];
+    uint32_t       id;
+    ssize_t        rc;
+
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+    yamux_stream_close(c.s, id);
+    yamux_stream_close(s.s, id);
+    pump(&c, &s);
+    CHECK(count(&s, 'c', id) == 1, "closed normally");
+
+    /* frames that crossed the close are dropped quietly */
+    hdr(in, YAMUX_WINDOW_UPDATE, 0, id, 1000);
+    hdr(in + 12, YAMUX_DATA, 0, id, 4);
+    memcpy(in + 24, "late", 4);
+    hdr(in + 28, YAMUX_WINDOW_UPDATE, YAMUX_FIN, id, 0);
+    hdr(in + 40, YAMUX_WINDOW_UPDATE, YAMUX_RST, id, 0);
+    rc = yamux_input(s.s, in, 52);
+    CHECK(rc == 52, "late frames for a closed stream taken: %zd (%s)", rc,
+          yamux_error(s.s));
+    CHECK(s.nrx == 0, "late data not delivered");
+    CHECK(take(&s, out, sizeof(out)) == 0, "and nothing answered");
+
+    /* the API says the stream is gone */
+    CHECK(yamux_stream_write(s.s, id, (const uint8_t *) "x", 1)
+          == YAMUX_ECLOSED, "write to a closed stream");
+    CHECK(yamux_stream_close(s.s, id) == YAMUX_ECLOSED, "close it again");
+    CHECK(yamux_stream_reset(s.s, id) == YAMUX_ECLOSED, "reset it");
+    CHECK(yamux_stream_consumed(s.s, id, 1) == YAMUX_ECLOSED, "consume");
+    CHECK(yamux_stream_send_window(s.s, id) == 0, "no window");
+    CHECK(yamux_stream_data(s.s, id) == NULL, "no data pointer");
+    CHECK(yamux_stream_write(s.s, 99, (const uint8_t *) "x", 1)
+          == YAMUX_ECLOSED, "write to a stream never opened");
+
+    /* but never more data than a window could have let through */
+    hdr(in, YAMUX_DATA, 0, id, YAMUX_INITIAL_WINDOW + 1);
+    rc = yamux_input(s.s, in, 12);
+    CHECK(rc == YAMUX_EPROTO && strstr(yamux_error(s.s), "exceed any"),
+          "too much data for a closed stream: %zd", rc);
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_reset_before_syn_sent(void)
+{
+    static peer_t  c;
+    uint8_t        out[64], want[24];
+    size_t         n;
+    uint32_t       id;
+
+    /* reset before the SYN left: SYN, then RST, in that order */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+    CHECK(yamux_stream_reset(c.s, id) == YAMUX_OK, "reset");
+    CHECK(yamux_stream_reset(c.s, id) == YAMUX_ECLOSED, "only once");
+
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    hdr(want + 12, YAMUX_WINDOW_UPDATE, YAMUX_RST, 1, 0);
+    CHECK(frames_equal(out, n, want, 24), "SYN then RST, %zu bytes", n);
+    CHECK(count(&c, 'c', id) == 1
+          && last(&c, 'c')->n == YAMUX_CLOSED_RESET_LOCAL,
+          "closed as reset by us");
+
+    peer_free(&c);
+}
+
+
+static void
+test_go_away_codes(void)
+{
+    static peer_t  c;
+    uint8_t        in[24];
+    uint32_t       id;
+    yamux_stats_t  st;
+
+    /* go-away codes arrive as sent; the session itself goes on */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+
+    hdr(in, YAMUX_GO_AWAY, 0, 0, YAMUX_GOAWAY_INTERNAL);
+    hdr(in + 12, YAMUX_PING, YAMUX_ACK, 0, 77);
+    CHECK(yamux_input(c.s, in, 24) == 24, "go-away(internal error), ping");
+    CHECK(last(&c, 'g') && last(&c, 'g')->n == YAMUX_GOAWAY_INTERNAL,
+          "code 2 reported");
+    CHECK(last(&c, 'p') && last(&c, 'p')->n == 77,
+          "frames after a go-away still handled");
+
+    yamux_stats(c.s, &st);
+    CHECK(st.remote_go_away && st.remote_go_away_code == 2
+          && !st.local_go_away, "stats: remote go-away, code 2");
+
+    hdr(in, YAMUX_GO_AWAY, 0, 0, YAMUX_GOAWAY_PROTOCOL);
+    CHECK(yamux_input(c.s, in, 12) == 12, "go-away(protocol error)");
+    CHECK(last(&c, 'g')->n == YAMUX_GOAWAY_PROTOCOL, "code 1 reported");
+
+    CHECK(yamux_stream_open(c.s, &id, NULL) == YAMUX_EGOAWAY,
+          "no new stream");
+    CHECK(yamux_go_away(c.s, YAMUX_GOAWAY_NORMAL) == YAMUX_OK,
+          "we may answer with our own");
+    yamux_stats(c.s, &st);
+    CHECK(st.local_go_away, "stats: local go-away");
+
+    peer_free(&c);
+}
+
+
+static void
+test_large_window(void)
+{
+    static peer_t  c, s;
+    int            rc, rounds;
+    size_t         n, total;
+    uint8_t       *p, out[64], want[12];
+    uint32_t       id;
+
+    /* 8 MiB both ways, announced with SYN and ACK */
+    peer_init(&c, 1, 8 * 1024 * 1024);
+    peer_init(&s, 0, 8 * 1024 * 1024);
+    s.consume = 0;
+
+    yamux_stream_open(c.s, &id, NULL);
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 8 * 1024 * 1024 - 262144);
+    CHECK(frames_equal(out, n, want, 12), "SYN announces 8 MiB");
+    CHECK(yamux_input(s.s, out, n) == (ssize_t) n, "SYN taken");
+    CHECK(yamux_stream_send_window(s.s, id) == 8 * 1024 * 1024,
+          "the server may send 8 MiB at once");
+
+    n = take(&s, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_ACK, 1, 8 * 1024 * 1024 - 262144);
+    CHECK(frames_equal(out, n, want, 12), "ACK announces 8 MiB");
+    CHECK(yamux_input(c.s, out, n) == (ssize_t) n, "ACK taken");
+    CHECK(yamux_stream_send_window(c.s, id) == 8 * 1024 * 1024,
+          "the client may send 8 MiB at once");
+
+    /* the receiver does not consume: exactly 8 MiB go, then nothing */
+    total = 0;
+
+    for (rounds = 0; rounds < 1000; rounds++) {
+        n = 0;
+        p = yamux_stream_reserve(c.s, id, &n, &rc);
+        if (p == NULL) {
+            pump(&c, &s);
+            n = 0;
+            p = yamux_stream_reserve(c.s, id, &n, &rc);
+            if (p == NULL) {
+                break;
+            }
+        }
+
+        yamux_stream_commit(c.s, id, n);
+        total += n;
+    }
+
+    CHECK(rc == YAMUX_EAGAIN && total == 8 * 1024 * 1024,
+          "blocked after exactly 8 MiB: %zu", total);
+    CHECK(yamux_stream_send_window(c.s, id) == 0, "window used up");
+
+    /* half consumed: the update gives back 4 MiB */
+    yamux_stream_consumed(s.s, id, 4 * 1024 * 1024);
+    pump(&s, &c);
+    CHECK(yamux_stream_send_window(c.s, id) == 4 * 1024 * 1024,
+          "4 MiB back: %u", yamux_stream_send_window(c.s, id));
+    CHECK(count(&c, 'w', id) >= 1, "writable again");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_backpressure_memory_bounded(void)
+{
+    int             round;
+    long            c_allocs, s_allocs;
+    size_t          n;
+    ssize_t         w;
+    uint32_t        id;
+    yamux_stats_t   st;
+    static peer_t   c, s;
+    static uint8_t  chunk[100 * 1024];
+
+    /*
+     * A sender that keeps trying, a receiver that never consumes: the
+     * sender stays blocked at the window, the receiver holds nothing (the
+     * core keeps no payload), and neither side's memory grows.
+     */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+    s.consume = 0;
+
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+
+    c_allocs = 0;
+    s_allocs = 0;
+    n = 0;
+
+    for (round = 0; round < 200; round++) {
+        w = yamux_stream_write(c.s, id, chunk, sizeof(chunk));
+        if (w > 0) {
+            n += (size_t) w;
+        }
+
+        pump(&c, &s);
+
+        if (round == 10) {
+            c_allocs = c.allocs;
+            s_allocs = s.allocs;
+        }
+    }
+
+    CHECK(n == YAMUX_INITIAL_WINDOW, "sent one window in 200 rounds: %zu",
+          n);
+    CHECK(c.allocs == c_allocs && s.allocs == s_allocs,
+          "allocations steady: client %ld then %ld, server %ld then %ld",
+          c_allocs, c.allocs, s_allocs, s.allocs);
+    CHECK(c.allocs <= 3 && s.allocs <= 3,
+          "no buffers held: client %ld, server %ld", c.allocs, s.allocs);
+    CHECK(yamux_output_pending(c.s) == 0, "nothing queued");
+
+    yamux_stats(s.s, &st);
+    CHECK(st.bytes_in == YAMUX_INITIAL_WINDOW, "received %llu",
+          (unsigned long long) st.bytes_in);
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
+static void
+test_strerror(void)
+{
+    int  rc;
+
+    for (rc = YAMUX_OK; rc >= YAMUX_ESESSION; rc--) {
+        CHECK(strcmp(yamux_strerror(rc), "unknown error") != 0,
+              "code %d has a text", rc);
+    }
+
+    CHECK(strcmp(yamux_strerror(-100), "unknown error") == 0,
+          "unknown code");
+}
+
+
 int
 main(void)
 {
@@ -1281,6 +1646,14 @@ main(void)
     test_writable_callback_resets_other();
     test_open_callback_resets_and_refuses();
     test_protocol_error_after_go_away();
+    test_syn_and_flags_on_data();
+    test_half_close_server_first();
+    test_closed_stream_frames();
+    test_reset_before_syn_sent();
+    test_go_away_codes();
+    test_large_window();
+    test_backpressure_memory_bounded();
+    test_strerror();
 
     return check_done("test_yamux");
 }
