@@ -17,7 +17,7 @@ use TunnelTest;
 use IO::Socket::SSL;
 use TunnelService qw(service connect_tcp command workers make_cert);
 
-my $t = TunnelTest->new->plan(13);
+my $t = TunnelTest->new->plan(15);
 
 $t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
 
@@ -203,5 +203,27 @@ cmp_ok($tls_handed, '>', 0,
 
 unlike($t->error_log, qr/handed over for session .* which has ended|\[error\]/,
     'no handoff failed, no error');
+
+# the worker holding "app" dies: the master starts another, the client
+# connects again and binds "app" anew, the dead worker's sessions are reaped
+
+$t->expect_alerts(qr/worker process $owner exited on signal 9/);
+kill KILL => $owner;
+
+my $back = 0;
+$wait = time + 15;
+while (time < $wait) {
+    my $r = command($t->port('app'), 'hello from the other side',
+        timeout => 2);
+    if (($r->{data} // '') eq "hello from the other side\n") {
+        $back = 1;
+        last;
+    }
+    select undef, undef, undef, 0.2;
+}
+ok($back, "worker $owner killed: app.tun.test is served again");
+ok($t->wait_for_file_match('error.log',
+        qr/\[info\] .*reaped session \w+ of exited worker $owner/, 5),
+    '  and the dead worker\'s sessions are reaped from the registry');
 
 $t->kill_process('client');
