@@ -64,6 +64,7 @@ PY=/usr/bin/python3; [ -x $PY ] || PY=python3
 TOKEN=benchtoken-0123456789abcdef
 DOMAIN=tun.bench
 HZ=$(getconf CLK_TCK)
+unset TUNNEL_SERVER TUNNEL_TOKEN TUNNEL_CA TUNNEL_LOG_LEVEL TUNNEL_LOG_FORMAT TUNNEL_CONFIG
 
 SVC_IPERF=$((BASE + 1)) SVC_HTTP=$((BASE + 2)) SVC_SINK=$((BASE + 3))
 
@@ -107,9 +108,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 listening() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
-wait_port() { # port [tenths]
-    local i
-    for i in $(seq "${2:-100}"); do listening "$1" && return 0; sleep 0.1; done
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+wait_port() { # port [tenths of a second, 100]
+    local end=$(( $(now_ms) + ${2:-100} * 100 ))
+    while [ "$(now_ms)" -lt $end ]; do listening "$1" && return 0; sleep 0.1; done
     log "port $1 not listening"; return 1
 }
 wait_http() { # port host : until the tunnel answers 200 (bounded, 10 s)
@@ -138,7 +140,12 @@ build() {
         "$TOP/core/yamux.c" "$TOP/core/tunnel_msg.c" -lssl -lcrypto &&
     (cd "$HERE/yamux-go" && GO111MODULE=off GOPATH=/usr/share/gocode \
         GOCACHE="$OUT/gocache" go build -o "$OUT/yamux-relay" .) || return 1
-    [ -z "$(ours_in)" ] || [ -x "$TOP/build/tunnel" ] && [ -f "$TOP/build/ngx_tunnel_module.so" ] || {
+    # Copies: a rebuild during the run rewrites build/ngx_tunnel_module.so
+    # in place, and an nginx that has it mapped would crash.
+    BUILD_INFO="commit $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null)$(git -C "$TOP" \
+        diff --quiet HEAD -- core client ngx_tunnel_module 2>/dev/null || echo ' + uncommitted changes')"
+    [ -z "$(ours_in)" ] && return 0
+    mkdir -p "$W/bin" && cp "$TOP/build/tunnel" "$TOP/build/ngx_tunnel_module.so" "$W/bin/" || {
         log "build/tunnel or build/ngx_tunnel_module.so missing (make)"; return 1; }
 }
 
@@ -160,7 +167,7 @@ nginx_common() { # dir : http{} settings every nginx here shares
 nginx_head() { # dir workers
     echo "worker_processes $2; daemon off; worker_rlimit_nofile $NOFILE;"
     echo "pid $1/nginx.pid; error_log $1/error.log warn;"
-    echo "events { worker_connections 32768; }"
+    echo "events { worker_connections $NOFILE; }"
 }
 
 svc_start() {
@@ -332,10 +339,10 @@ yamux_path yamux6m 6291456 "yamux-go 6 MiB"
 ours_conf() {
     local d=$1 b=$4 ssl=""
     [ "$3" = 1 ] && ssl="ssl; ssl_certificate $W/pki/edge.crt; ssl_certificate_key $W/pki/edge.key"
-    echo "$TOKEN id=bench" >"$d/tokens"
+    echo "$TOKEN id=bench" >"$d/tokens"; chmod 600 "$d/tokens"
     cat >"$d/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-load_module $TOP/build/ngx_tunnel_module.so;
+load_module $W/bin/ngx_tunnel_module.so;
 $(nginx_head "$d" "$2")
 stream {
   tunnel_zone bench 16m;
@@ -356,7 +363,7 @@ EOF
 ours_client() { # name server-port tls kind target [args] : one tunnel process
     local name=$1 port=$2 tls=$3; shift 3
     local link=(--plain); [ "$tls" = 1 ] && link=(--cacert "$W/pki/ca.crt")
-    spawn "$name" "$TOP/build/tunnel" "$1" "127.0.0.1:$2" --server "127.0.0.1:$port" \
+    spawn "$name" env HOME="$W" "$W/bin/tunnel" "$1" "127.0.0.1:$2" --server "127.0.0.1:$port" \
         --token "$TOKEN" "${link[@]}" --log-format json "${@:3}"
 }
 ours_start() { # name workers tls
@@ -578,11 +585,15 @@ for round in $(seq "$ROUNDS"); do
         for p in $order; do log "[$round] wrk $p"; http_run "$p"; done
     fi
     if has rtt; then
-        for p in $(rtt_paths); do log "[$round] start $p (50 ms RTT)"; "path_${p}_rtt_start" || exit 1; done
+        up=()
+        for p in $(rtt_paths); do
+            log "[$round] start $p (50 ms RTT)"
+            "path_${p}_rtt_start" && up+=("$p") || log "$p: no 50 ms RTT variant; skipped"
+        done
         sleep 1
         for spec in "rtt.up" "rtt.down -R"; do
             set -- $spec
-            for p in $(rtt_paths); do
+            for p in "${up[@]}"; do
                 log "[$round] iperf3 $1 $p"
                 OMIT=2 UNIT=mbit PORT=${RTT[$p]} iperf_run "$p" "$1" 1 ${2:-}
             done
@@ -621,7 +632,7 @@ cp "$TSV" "${RESULTS%.md}.tsv"
     echo "$(nproc) × $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)," \
          "$(. /etc/os-release; echo "$PRETTY_NAME"); $(nginx -v 2>&1 | sed 's/.*: //'), " \
          "$(ssh -V 2>&1 | cut -d, -f1), $(go version | cut -d' ' -f3), iperf3 $(iperf3 -v | head -1 | cut -d' ' -f2)," \
-         "commit $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null)$(git -C "$TOP" diff --quiet HEAD -- core client ngx_tunnel_module 2>/dev/null || echo '+local changes')."
+         "ngx_tunnel $BUILD_INFO."
     echo "T=${T}s, ROUNDS=$ROUNDS, ${elapsed}s measured; load average at start $load0, at end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Everything shares the same cores (load generators, services, relays): figures are CPU-bound."
     echo
