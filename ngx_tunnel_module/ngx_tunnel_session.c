@@ -20,6 +20,8 @@
 #define NGX_TUNNEL_IOVS           64
 #define NGX_TUNNEL_CHUNKS_KEPT    64        /* 4 MiB of free chunks */
 #define NGX_TUNNEL_CTL_OUT        4096      /* one control message */
+#define NGX_TUNNEL_CTL_IN         4096      /* the longest one we take; a
+                                               client's are under 1 KiB */
 #define NGX_TUNNEL_BIND_TRIES     16
 
 
@@ -741,11 +743,6 @@ ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
         ts->stash = NULL;
     }
 
-    if (ts->ctl_in) {
-        ngx_tunnel_chunk_free(ts->ctl_in->start);
-        ts->ctl_in = NULL;
-    }
-
     /* a last go-away or error message, if the socket takes it now */
     (void) ngx_tunnel_session_send(ts);
 
@@ -898,33 +895,23 @@ static void
 ngx_tunnel_control_data(ngx_tunnel_session_t *ts, const u_char *p, size_t n)
 {
     int            rc;
-    size_t         k, used;
+    size_t         k, used, size;
     ngx_buf_t     *b;
     const char    *why;
     tunnel_msg_t   m;
 
     if (ts->ctl_in == NULL) {
-        b = ngx_calloc_buf(ts->connection->pool);
-        if (b == NULL) {
+        ts->ctl_in = ngx_create_temp_buf(ts->connection->pool,
+                                         NGX_TUNNEL_CTL_IN);
+        if (ts->ctl_in == NULL) {
             ngx_tunnel_session_close(ts);
             return;
         }
-
-        b->start = ngx_tunnel_chunk_alloc();
-        if (b->start == NULL) {
-            ngx_tunnel_session_close(ts);
-            return;
-        }
-
-        b->pos = b->start;
-        b->last = b->start;
-        b->end = b->start + NGX_TUNNEL_CHUNK_SIZE;
-        ts->ctl_in = b;
     }
 
     b = ts->ctl_in;
 
-    /* a whole message always fits: TUNNEL_MSG_MAX <= the chunk */
+    /* a message that fits is taken: longer ones are refused below */
     while (n) {
         if (b->pos > b->start && (size_t) (b->end - b->last) < n) {
             b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
@@ -937,6 +924,22 @@ ngx_tunnel_control_data(ngx_tunnel_session_t *ts, const u_char *p, size_t n)
         n -= k;
 
         for ( ;; ) {
+            if (b->last - b->pos >= 2) {
+                size = 2 + ((size_t) b->pos[0] << 8 | b->pos[1]);
+
+                if (size > NGX_TUNNEL_CTL_IN) {
+                    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                                  "tunnel: session %016xL sent a control "
+                                  "message of %uz bytes, at most %d are "
+                                  "taken", ts->id, size - 2,
+                                  NGX_TUNNEL_CTL_IN - 2);
+                    ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                                      "a control message longer than "
+                                      "the server takes");
+                    return;
+                }
+            }
+
             rc = tunnel_msg_decode(&m, b->pos, b->last - b->pos, &used,
                                    &why);
 
@@ -987,6 +990,9 @@ ngx_tunnel_control_message(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 
     case TUNNEL_HELLO:
         if (ts->welcomed) {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL sent a second hello",
+                          ts->id);
             ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE, "a second hello");
             return NGX_ERROR;
         }
@@ -1034,6 +1040,31 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
         ngx_tunnel_refuse(ts, TUNNEL_E_VERSION,
                           "this server speaks protocol version 1: "
                           "use a matching client");
+        return;
+    }
+
+    /* they go to error.log and tunnel_status as they are */
+    if (ngx_tunnel_printable(m->client_name.data, m->client_name.len)
+        != NGX_OK
+        || ngx_tunnel_printable(m->client_version.data,
+                                m->client_version.len)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: client %V sent a hello with a client name or "
+                      "version that is not printable ASCII", &c->addr_text);
+        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                          "the client name and version must be printable "
+                          "ASCII");
+        return;
+    }
+
+    if (ngx_tunnel_printable(m->instance.data, m->instance.len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: client %V sent a hello with an instance that "
+                      "is not printable ASCII", &c->addr_text);
+        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                          "the instance must be printable ASCII");
         return;
     }
 
@@ -1109,10 +1140,12 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 static void
 ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 {
+    u_char               *p;
     ngx_str_t             why, url;
     ngx_uint_t            code;
     tunnel_msg_t          r;
     ngx_tunnel_tunnel_t  *t;
+    u_char                name[4 * NGX_TUNNEL_NAME_MAX];
 
     ngx_str_null(&why);
 
@@ -1188,11 +1221,14 @@ failed:
         why.len = ngx_strlen(why.data);
     }
 
+    /* the name as sent: the codec bounds it to NGX_TUNNEL_NAME_MAX */
+    p = ngx_tunnel_escape(name, m->name.data,
+                          ngx_min(m->name.len, NGX_TUNNEL_NAME_MAX));
+
     ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
                   "tunnel: session %016xL (account \"%V\") refused %s "
                   "bind \"%*s\" port %uD: %V", ts->id, &ts->token->account,
-                  tunnel_kind_name(m->kind), m->name.len, m->name.data,
-                  m->port, &why);
+                  tunnel_kind_name(m->kind), p - name, name, m->port, &why);
 
     ngx_memzero(&r, sizeof(tunnel_msg_t));
     r.type = TUNNEL_BIND_ERROR;

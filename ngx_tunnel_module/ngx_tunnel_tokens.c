@@ -963,6 +963,45 @@ ngx_tunnel_name_valid(u_char *p, size_t len)
 }
 
 
+u_char *
+ngx_tunnel_escape(u_char *buf, const u_char *p, size_t len)
+{
+    u_char         c;
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        c = *p++;
+
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            *buf++ = c;
+            continue;
+        }
+
+        *buf++ = '\\';
+        *buf++ = 'x';
+        *buf++ = hex[c >> 4];
+        *buf++ = hex[c & 0xf];
+    }
+
+    return buf;
+}
+
+
+ngx_int_t
+ngx_tunnel_printable(const u_char *p, size_t len)
+{
+    while (len--) {
+        if (*p < 0x20 || *p >= 0x7f) {
+            return NGX_DECLINED;
+        }
+
+        p++;
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_tunnel_token_allows_name(ngx_tunnel_token_t *t, ngx_str_t *name,
     ngx_str_t *domain)
