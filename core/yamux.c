@@ -1294,10 +1294,6 @@ yamux_consume_fifo(yamux_session_t *s, size_t n)
         s->queued -= k;
         n -= k;
 
-        if (s->frame_left == 0) {
-            yamux_frame_sent(s, s->frame_hdr);
-        }
-
         if (b->pos == b->last && !(b == s->tail && s->reserved)) {
             s->head = b->next;
             if (s->head == NULL) {
@@ -1305,6 +1301,15 @@ yamux_consume_fifo(yamux_session_t *s, size_t n)
             }
 
             s->conf.allocator.free(b, s->conf.allocator.ud);
+        }
+
+        /*
+         * Last: the stream_closed callback this may run can queue output
+         * (and so allocate or free the tail block), so no block pointer is
+         * kept across it.
+         */
+        if (s->frame_left == 0) {
+            yamux_frame_sent(s, s->frame_hdr);
         }
     }
 }

@@ -33,6 +33,8 @@ typedef struct {
     int               consume;      /* credit data as it arrives */
     uint32_t          reset_on_writable;  /* stream to reset from there */
     int               reset_then_refuse;  /* stream_open resets, refuses */
+    uint32_t          reserve_on_closed;  /* stream_closed reserves here,
+                                             then commits nothing */
     uint8_t           rx[1 << 20];  /* payload received, all streams */
     size_t            nrx;
     long              allocs;       /* live allocations */
@@ -145,8 +147,21 @@ on_writable(yamux_session_t *s, uint32_t id, void *sd)
 static void
 on_closed(yamux_session_t *s, uint32_t id, void *sd, yamux_close_e how)
 {
+    int      rc;
+    size_t   n;
+    peer_t  *p;
+
     (void) sd;
-    record(yamux_session_data(s), 'c', id, how);
+
+    p = yamux_session_data(s);
+    record(p, 'c', id, how);
+
+    if (p->reserve_on_closed) {
+        n = 0;
+        if (yamux_stream_reserve(s, p->reserve_on_closed, &n, &rc)) {
+            yamux_stream_commit(s, p->reserve_on_closed, 0);
+        }
+    }
 }
 
 
@@ -1625,6 +1640,46 @@ test_strerror(void)
 }
 
 
+static void
+test_closed_callback_reserves(void)
+{
+    static peer_t  c, s;
+    uint8_t        out[64];
+    uint32_t       a, b;
+
+    /*
+     * Our FIN is the last byte of the output queue; once it is sent the
+     * stream closes, and its stream_closed reserves room on another stream
+     * and commits nothing (a read that found no data).  The queue's block
+     * must survive the callback.
+     */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+    peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &a, NULL);
+    yamux_stream_open(c.s, &b, NULL);
+    pump(&c, &s);
+
+    yamux_stream_close(s.s, a);
+    pump(&s, &c);
+    CHECK(count(&c, 'f', a) == 1, "the peer's FIN arrived");
+
+    c.reserve_on_closed = b;
+    yamux_stream_close(c.s, a);
+    CHECK(take(&c, out, sizeof(out)) == 12, "our FIN sent");
+    CHECK(count(&c, 'c', a) == 1, "stream closed");
+
+    c.reserve_on_closed = 0;
+    CHECK(yamux_stream_write(c.s, b, (const uint8_t *) "ok", 2) == 2,
+          "the queue still works");
+    pump(&c, &s);
+    CHECK(s.nrx == 2 && memcmp(s.rx, "ok", 2) == 0, "and its data arrives");
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
 int
 main(void)
 {
@@ -1654,6 +1709,7 @@ main(void)
     test_large_window();
     test_backpressure_memory_bounded();
     test_strerror();
+    test_closed_callback_reserves();
 
     return check_done("test_yamux");
 }
