@@ -60,7 +60,7 @@ typedef struct {
 typedef struct {
     yamux_session_t  *s;
     int               side;         /* 0 client, 1 server */
-    uint8_t           behave;       /* callback behaviour bits */
+    unsigned          behave;       /* callback behaviour bits */
 
     uint32_t          ids[FZ_IDS];
     unsigned          nids;
@@ -88,6 +88,12 @@ typedef struct {
 #define FZ_RESET_ON_OPEN 0x20
 #define FZ_RESET_OTHER   0x40
 #define FZ_ECHO          0x80
+#define FZ_RESERVE_ON_C  0x0100     /* stream_closed: reserve elsewhere */
+#define FZ_OPEN_ON_C     0x0200     /* stream_closed: open a stream */
+#define FZ_WRITE_ON_FIN  0x0400
+#define FZ_CLOSE_OTHER   0x0800     /* stream_data: close another */
+#define FZ_RESET_ON_GA   0x1000     /* go_away: reset every stream */
+#define FZ_CLOSE_ON_C    0x2000     /* stream_closed: close another */
 
 
 static uint8_t   fz_zero[FZ_FEED_MAX];
@@ -279,8 +285,9 @@ fz_on_data(yamux_session_t *s, uint32_t id, void *sd, const uint8_t *p,
     size_t n)
 {
     size_t        i;
+    uint32_t      other;
     fz_side_t    *fs;
-    fz_record_t  *r;
+    fz_record_t  *r, *or;
 
     fs = yamux_session_data(s);
 
@@ -319,6 +326,17 @@ fz_on_data(yamux_session_t *s, uint32_t id, void *sd, const uint8_t *p,
         (void) yamux_stream_write(s, id, p, n);
     }
 
+    if ((fs->behave & FZ_CLOSE_OTHER) && fs->nids) {
+        other = fs->ids[(id + p[0]) % fs->nids];
+
+        if (yamux_stream_close(s, other) == YAMUX_OK) {
+            or = fz_record(fs, other, 0);
+            if (or) {
+                or->fin_sent = 1;
+            }
+        }
+    }
+
     if ((fs->behave & FZ_RESET_ON_DATA) && (p[0] & 0x3f) == 0x3f) {
         if (yamux_stream_reset(s, id) == YAMUX_OK && r) {
             r->reset = 1;
@@ -344,6 +362,10 @@ fz_on_fin(yamux_session_t *s, uint32_t id, void *sd)
         }
 
         r->fin_seen = 1;
+    }
+
+    if (fs->behave & FZ_WRITE_ON_FIN) {
+        fz_write(fs, id, 300, 1);
     }
 
     if (fs->behave & FZ_CLOSE_ON_FIN) {
@@ -385,6 +407,9 @@ fz_on_writable(yamux_session_t *s, uint32_t id, void *sd)
 static void
 fz_on_closed(yamux_session_t *s, uint32_t id, void *sd, yamux_close_e how)
 {
+    int           rc;
+    size_t        n;
+    uint32_t      other, nid;
     fz_side_t    *fs;
     fz_record_t  *r;
 
@@ -415,6 +440,40 @@ fz_on_closed(yamux_session_t *s, uint32_t id, void *sd, yamux_close_e how)
     {
         abort();
     }
+
+    if (fs->nids == 0) {
+        return;
+    }
+
+    other = fs->ids[id % fs->nids];
+
+    /* a read into reserved room that found nothing, or a little */
+    if (fs->behave & FZ_RESERVE_ON_C) {
+        n = 0;
+        if (yamux_stream_reserve(s, other, &n, &rc) != NULL) {
+            yamux_stream_commit(s, other, 0);
+        }
+
+        if (id & 2) {
+            fz_write(fs, other, 1, 1);
+        }
+    }
+
+    if ((fs->behave & FZ_OPEN_ON_C) && !(fs->two && fz_opens >= FZ_RECORDS - 1)
+        && yamux_stream_open(s, &nid, fs) == YAMUX_OK)
+    {
+        fz_remember(fs, nid);
+        fz_opens++;
+    }
+
+    if (fs->behave & FZ_CLOSE_ON_C) {
+        if (yamux_stream_close(s, other) == YAMUX_OK) {
+            r = fz_record(fs, other, 0);
+            if (r) {
+                r->fin_sent = 1;
+            }
+        }
+    }
 }
 
 
@@ -430,9 +489,26 @@ fz_on_ping(yamux_session_t *s, uint32_t opaque, void *ud)
 static void
 fz_on_go_away(yamux_session_t *s, uint32_t code, void *ud)
 {
-    (void) s;
+    unsigned      i;
+    fz_side_t    *fs;
+    fz_record_t  *r;
+
     (void) code;
-    (void) ud;
+
+    fs = ud;
+
+    if (!(fs->behave & FZ_RESET_ON_GA)) {
+        return;
+    }
+
+    for (i = 0; i < fs->nids; i++) {
+        if (yamux_stream_reset(s, fs->ids[i]) == YAMUX_OK) {
+            r = fz_record(fs, fs->ids[i], 0);
+            if (r) {
+                r->reset = 1;
+            }
+        }
+    }
 }
 
 
@@ -723,6 +799,9 @@ fz_api(fz_side_t *fs, unsigned op, unsigned arg, fz_input_t *in)
         b = 0;
         (void) fz_byte(in, &b);
         fs->behave = b;
+        b = 0;
+        (void) fz_byte(in, &b);
+        fs->behave |= (unsigned) b << 8;
         return 1;
 
     case 11:

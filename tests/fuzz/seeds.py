@@ -68,7 +68,7 @@ def go_away(code, side=0):
 
 
 def behave(bits, side=0):
-    return bytes([0x0a | side << 4, bits])
+    return bytes([0x0a | side << 4, bits & 0xff, bits >> 8])
 
 
 def stats():
@@ -178,6 +178,14 @@ def yamux_seeds():
         + open_() + open_() + reserve(0, 255) + write(1, 255) \
         + send(0, 10) + recv(0, 1, 10) + send(0, 255) + recv(0, 2, 255) \
         + pump() + close(0) + close(1) + pump()
+    s['two-callbacks'] = bytes([0x42]) + behave(0x3f0e) \
+        + behave(0x0d0a, S) + open_() + open_() + open_() + write(0, 200) \
+        + write(1, 200) + close(0) + pump() + close(0, S) + reset(1, S) \
+        + pump() + go_away(0, S) + pump() + close(2) + close(2, S) + pump()
+    s['closed-callback-reserves'] = bytes([0x01]) + behave(0x0100) \
+        + open_() + open_() + drain() \
+        + feed(hdr(WU, ACK, 1, 0) + hdr(WU, ACK | FIN, 3, 0)) + close(1) \
+        + drain(0) + drain()
     s['two-server-opens'] = bytes([0x22]) + open_() + bytes([0x82]) \
         + bytes([0x82]) + write(0, 77, S) + write(1, 77, S) + pump() \
         + close(0, S) + reset(1, S) + pump()
