@@ -58,6 +58,10 @@ sub new {
     $live{$self} = $self;
     weaken($live{$self});
 
+    # nginx opens <prefix>/logs/error.log before it reads its configuration
+    # when built with the default paths (the ASan build)
+    mkdir "$self->{dir}/logs";
+
     # As root, workers run as an unprivileged user (as in production, where
     # they cannot bind ports below 1024); they must be able to use the
     # directory, e.g. for unix sockets.
