@@ -17,9 +17,10 @@
  * for room in the session's output queue (yamux_stream_reserve), reads the
  * payload straight into it and commits; the frame header is written in front.
  *
- * Control frames (window updates, pings, go-away, resets, SYN and ACK) leave
- * ahead of queued data, at the next frame boundary, so a busy stream never
- * delays a keep-alive by more than one data frame.
+ * Control frames (window updates, ACKs, pings, go-away, resets) leave ahead
+ * of queued data, at the next frame boundary, so a busy stream never delays
+ * a keep-alive by more than one data frame.  A SYN and a FIN keep their
+ * place among the data, and so does a RST sent before its stream's SYN.
  */
 
 #ifndef _YAMUX_H_INCLUDED_
