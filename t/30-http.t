@@ -16,7 +16,7 @@ use Test::More;
 use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_request);
 
-my $t = TunnelTest->new->plan(23);
+my $t = TunnelTest->new->plan(25);
 
 $t->write_config(edge_config($t,
     workers => 2,
@@ -28,6 +28,11 @@ $t->write_config(edge_config($t,
 },
     server => q{
         access_log %%TESTDIR%%/tunnel.log tunnel;
+
+        # proxy_pass alone: HTTP/1.0 and Connection: close to the tunnel
+        location /plain/ {
+            proxy_pass http://tunnels/;
+        }
 
         # bodies streamed both ways, nothing buffered by nginx
         location /unbuffered/ {
@@ -67,6 +72,17 @@ $r = http_request($port, '/upload', host => 'web.tun.test',
 is($r && $r->{status}, 200, 'POST 10 MiB: 200');
 is($r && $r->{body}, 'len=10485760 sha256=' . sha256_hex($body) . "\n",
     '  and the service got every byte, in order');
+
+# proxy_pass with nothing else: HTTP/1.0 upstream, a stream per request
+$r = http_request($port, '/plain/data/1048576', host => 'web.tun.test');
+ok($r && length $r->{body} == 1048576
+    && sha256_hex($r->{body}) eq $r->{headers}{'x-sha256'},
+    'proxy_pass alone (HTTP/1.0 to the tunnel): GET 1 MiB');
+$r = http_request($port, '/plain/upload', host => 'web.tun.test',
+    method => 'POST', body => substr($body, 0, 1048576));
+is($r && $r->{body}, 'len=1048576 sha256='
+    . sha256_hex(substr($body, 0, 1048576)) . "\n",
+    '  and POST 1 MiB');
 
 # the same, with proxy_buffering and proxy_request_buffering off
 $r = http_request($port, '/unbuffered/data/10485760', host => 'web.tun.test',
