@@ -107,12 +107,12 @@ isnt($as->{id}, $s->{id}, 'api has a session of its own');
 # Prometheus
 $r = http_request($port, '/tunnels?format=prometheus', host => 'localhost');
 is($r && $r->{status}, 200, 'prometheus: 200');
-like($r && $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4},
-    '  text/plain; version=0.0.4');
+like($r && $r->{headers}{'content-type'} // '',
+    qr{^text/plain; version=0\.0\.4}, '  text/plain; version=0.0.4');
 
 my $text = $r ? $r->{body} : '';
-my @bad = grep { !/^#/ && !/^[a-z_]+(?:\{(?:[a-z_]+="[^"]*",?)*\})? \d+(?:\.\d+)?$/ }
-    split /\n/, $text;
+my $sample = qr/^[a-z_]+(?:\{(?:[a-z_]+="[^"]*",?)*\})? \d+(?:\.\d+)?$/;
+my @bad = grep { !/^#/ && !/$sample/ } split /\n/, $text;
 is(join("\n", @bad), '', '  every sample line is "name{labels} value"');
 
 my %typed = map { $_ => 1 } $text =~ /^# TYPE (\S+) /mg;
@@ -123,7 +123,8 @@ is(join(' ', grep { !$typed{$_} } sort keys %sampled), '',
 like($text, qr/^ngx_tunnel_sessions 2$/m, '  ngx_tunnel_sessions 2');
 like($text, qr/^ngx_tunnel_tunnels\{kind="http"\} 2$/m,
     '  two http tunnels');
-my ($in) = $text =~ /^ngx_tunnel_bytes_total\{tunnel="web\.tun\.test",[^}]*direction="in"\} (\d+)$/m;
+my ($in) = $text =~ /^ngx_tunnel_bytes_total
+    \{tunnel="web\.tun\.test",[^}]*direction="in"\}\ (\d+)$/mx;
 ok(($in // 0) >= 100000, '  bytes in for web.tun.test') or diag($text);
 
 # allow/deny

@@ -56,7 +56,8 @@ is($r && $r->{body}, "hello from the service\n", 'the tunnel works');
 for my $case (['/', 'small responses'], ['/big', '256 KiB responses']) {
     my ($uri, $what) = @$case;
 
-    my $out = `$wrk -t2 -c200 -d3s -H 'Host: web.tun.test' http://127.0.0.1:$port$uri 2>&1`;
+    my $out = `$wrk -t2 -c200 -d3s -H 'Host: web.tun.test' \\
+        http://127.0.0.1:$port$uri 2>&1`;
 
     my ($requests) = $out =~ /(\d+) requests in/;
     my ($non2xx) = $out =~ /Non-2xx or 3xx responses: (\d+)/;

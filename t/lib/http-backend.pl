@@ -195,7 +195,8 @@ sub serve {
 
         } elsif ($path =~ m{^/sleep/([\d.]+)$}) {
             sleep $1;
-            respond($conn, '200 OK', "slept $1\n", 'Content-Type' => 'text/plain');
+            respond($conn, '200 OK', "slept $1\n",
+                'Content-Type' => 'text/plain');
 
         } else {
             respond($conn, '200 OK', "hello from $name: $method $path\n",
