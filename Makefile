@@ -103,8 +103,10 @@ $(NGX_BUILD)/ngx_tunnel_module.so: $(NGX_BUILD)/Makefile $(MODULE_SRCS) \
                                    $(MODULE_HDRS) $(CORE_SRCS) $(CORE_HDRS)
 	$(MAKE) -C build/nginx-src -f $(CURDIR)/$(NGX_BUILD)/Makefile modules
 
+# A new file, renamed into place: an nginx that runs the old one keeps its
+# mapping intact (cp would rewrite the file under it and crash it).
 build/ngx_tunnel_module.so: $(NGX_BUILD)/ngx_tunnel_module.so
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 
 build/tunnel: $(CLIENT_SRCS) $(CLIENT_HDRS) $(CORE_SRCS) $(CORE_HDRS) | deps
