@@ -172,6 +172,7 @@ struct yamux_session_s {
     uint64_t           streams_total;
     uint64_t           streams_refused;
     uint64_t           bytes_in;
+    uint64_t           bytes_dropped;
     uint64_t           bytes_out;
 
     char               error[160];
@@ -759,6 +760,9 @@ yamux_input(yamux_session_t *s, const uint8_t *buf, size_t len)
                 if (s->cb.stream_data) {
                     s->cb.stream_data(s, st->id, st->data, buf + pos, n);
                 }
+
+            } else {
+                s->bytes_dropped += n;
             }
 
             pos += n;
@@ -1729,6 +1733,7 @@ yamux_stats(yamux_session_t *s, yamux_stats_t *st)
     st->streams_total = s->streams_total;
     st->streams_refused = s->streams_refused;
     st->bytes_in = s->bytes_in;
+    st->bytes_dropped = s->bytes_dropped;
     st->bytes_out = s->bytes_out;
     st->local_go_away = s->local_go_away;
     st->remote_go_away = s->remote_go_away;

@@ -218,6 +218,7 @@ typedef struct {
     uint64_t     streams_total;     /* opened since the start, both ways */
     uint64_t     streams_refused;   /* SYNs we answered with RST */
     uint64_t     bytes_in;          /* stream payload received */
+    uint64_t     bytes_dropped;     /* payload for streams already gone */
     uint64_t     bytes_out;         /* stream payload queued */
     int          local_go_away;
     int          remote_go_away;

@@ -1391,6 +1391,7 @@ test_closed_stream_frames(void)
     uint8_t        in[64], out[64];
     uint32_t       id;
     ssize_t        rc;
+    yamux_stats_t  st;
 
     peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
     peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
@@ -1413,6 +1414,13 @@ test_closed_stream_frames(void)
           yamux_error(s.s));
     CHECK(s.nrx == 0, "late data not delivered");
     CHECK(take(&s, out, sizeof(out)) == 0, "and nothing answered");
+
+    /* but counted: a flood check weighs payload against frames */
+    yamux_stats(s.s, &st);
+    CHECK(st.bytes_dropped == 4 && st.bytes_in == 0,
+          "late data counted as dropped: %llu, as received: %llu",
+          (unsigned long long) st.bytes_dropped,
+          (unsigned long long) st.bytes_in);
 
     /* the API says the stream is gone */
     CHECK(yamux_stream_write(s.s, id, (const uint8_t *) "x", 1)
