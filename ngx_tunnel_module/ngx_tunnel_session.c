@@ -24,6 +24,16 @@
                                                client's are under 1 KiB */
 #define NGX_TUNNEL_BIND_TRIES     16
 
+/*
+ * A client that sends more than 2 MiB a second of frames that carry no data
+ * (pings, window updates, empty data frames: 175,000 of them), beyond 8
+ * bytes of them per byte of data, floods: the rule of nginx's HTTP/2, per
+ * second.  A client sends a few such frames a second, and some for each
+ * public connection.  Data for streams already gone counts as data.
+ */
+#define NGX_TUNNEL_FLOOD          (256 * 1024)
+#define NGX_TUNNEL_FLOOD_PERIOD   1000
+
 
 typedef struct {
     ngx_rbtree_t                  sessions;
@@ -44,6 +54,7 @@ static void ngx_tunnel_session_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_tunnel_session_send(ngx_tunnel_session_t *ts);
 static ngx_int_t ngx_tunnel_session_input(ngx_tunnel_session_t *ts,
     u_char *p, size_t n);
+static ngx_int_t ngx_tunnel_session_flood(ngx_tunnel_session_t *ts);
 static void ngx_tunnel_session_timer(ngx_event_t *ev);
 static void ngx_tunnel_session_drain(ngx_tunnel_session_t *ts);
 static void ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts);
@@ -393,6 +404,10 @@ ngx_tunnel_session_read_handler(ngx_event_t *rev)
             return;
         }
 
+        if (ngx_tunnel_session_flood(ts) != NGX_OK) {
+            return;
+        }
+
         if (size < (size_t) n) {
             /* keep the rest until our answers have been sent */
             ts->stash = ngx_calloc_buf(c->pool);
@@ -455,6 +470,44 @@ ngx_tunnel_session_input(ngx_tunnel_session_t *ts, u_char *p, size_t n)
     }
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_tunnel_session_flood(ngx_tunnel_session_t *ts)
+{
+    off_t           frames;
+    uint64_t        payload;
+    yamux_stats_t   st;
+
+    yamux_stats(ts->mux, &st);
+
+    payload = st.bytes_in + st.bytes_dropped;
+
+    if (ngx_current_msec - ts->flood_start >= NGX_TUNNEL_FLOOD_PERIOD) {
+        ts->flood_start = ngx_current_msec;
+        ts->flood_received = ts->stream->received;
+        ts->flood_payload = payload;
+        return NGX_OK;
+    }
+
+    frames = ts->stream->received - ts->flood_received;
+    payload -= ts->flood_payload;
+
+    if ((uint64_t) frames / 8 <= payload + NGX_TUNNEL_FLOOD) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL floods: %O bytes of frames carried "
+                  "%uL bytes of data in %M ms, closing", ts->id, frames,
+                  payload, ngx_current_msec - ts->flood_start);
+
+    /* the go-away leaves with the last bytes, as the session ends */
+    (void) yamux_go_away(ts->mux, YAMUX_GOAWAY_PROTOCOL);
+    ngx_tunnel_session_close(ts);
+
+    return NGX_ERROR;
 }
 
 
@@ -615,9 +668,19 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
     silent = ngx_current_msec - ts->last_input;
 
     if (silent >= 3 * ts->conf->heartbeat) {
-        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                      "tunnel: session %016xL is dead: nothing received "
-                      "for %M ms", ts->id, silent);
+        if (ts->stash) {
+            /* it sent, but we stopped reading: our answers are not read */
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL does not read: %uz bytes "
+                          "waited for %M ms", ts->id,
+                          yamux_output_pending(ts->mux), silent);
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: session %016xL is dead: nothing received "
+                          "for %M ms", ts->id, silent);
+        }
+
         ngx_tunnel_session_close(ts);
         return;
     }
@@ -769,10 +832,13 @@ ngx_tunnel_on_open(yamux_session_t *mux, uint32_t id, void *ud)
         return 0;
     }
 
+    /* one line and an end, not a line and a refusal for each of a flood */
     ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                  "tunnel: session %016xL: client opened stream %uD, "
-                  "refused (only the control stream is expected)",
-                  ts->id, id);
+                  "tunnel: session %016xL opened stream %uD besides its "
+                  "control stream, closing", ts->id, id);
+
+    ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
+                      "a client opens no stream but its control stream");
 
     return -1;
 }
@@ -1583,10 +1649,11 @@ ngx_tunnel_refuse(ngx_tunnel_session_t *ts, ngx_uint_t code,
         (void) yamux_go_away(ts->mux, YAMUX_GOAWAY_NORMAL);
     }
 
-    if (!ts->in_input) {
-        ngx_tunnel_session_flush(ts);
-    }
-
+    /*
+     * No flush first: a failed send would end the session there, and this
+     * close would end it again; the session's end sends what the socket
+     * takes.
+     */
     ngx_tunnel_session_close(ts);
 }
 

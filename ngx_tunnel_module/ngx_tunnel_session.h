@@ -126,6 +126,10 @@ struct ngx_tunnel_session_s {
 
     ngx_event_t                   timer;        /* hello, pings, drain */
     ngx_msec_t                    last_input;
+
+    ngx_msec_t                    flood_start;  /* this second's input: */
+    off_t                         flood_received;   /* bytes at its start */
+    uint64_t                      flood_payload;    /* of them, data */
     ngx_msec_t                    deadline;     /* drain ends here */
 
     unsigned                      welcomed:1;

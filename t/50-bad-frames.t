@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use TunnelTest;
 use TunnelService qw(service workers);
-use TunnelRaw qw(frame data_frame msg probe_start probe_stop
+use TunnelRaw qw(frame data_frame msg probe_start probe_wait probe_stop
     bystander_start bystander_stop
     DATA WINDOW PING GOAWAY SYN ACK FIN RST);
 
@@ -195,6 +195,7 @@ like($t->error_log, qr/\[info\] .*client is leaving \(go-away 1\)/,
 
 # the others went on meanwhile
 
+probe_wait($probe, 5);
 my ($ok, $bad, $slowest) = probe_stop($probe);
 ok($ok >= 20 && !@$bad,
     sprintf('the real tunnel served all along: %d answers, %d wrong, '

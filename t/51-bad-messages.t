@@ -19,7 +19,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use TunnelTest;
 use TunnelService qw(service workers);
-use TunnelRaw qw(frame data_frame msg probe_start probe_stop
+use TunnelRaw qw(frame data_frame msg probe_start probe_wait probe_stop
     bystander_start bystander_stop WINDOW SYN);
 
 my $t = TunnelTest->new->plan(58);
@@ -221,6 +221,7 @@ is($b && $b->{url}, 'http://fine.tun.test',
 
 # the others went on meanwhile
 
+probe_wait($probe, 5);
 my ($ok, $bad, $slowest) = probe_stop($probe);
 ok($ok >= 2 && !@$bad,
     sprintf('the real tunnel served all along: %d answers, %d wrong, '

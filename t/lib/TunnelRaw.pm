@@ -14,10 +14,11 @@ use Exporter qw(import);
 use IO::Select;
 use IO::Socket::IP;
 use POSIX ();
+use Socket qw(AF_INET SOL_SOCKET SO_RCVBUF inet_aton pack_sockaddr_in);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(frame data_frame msg parse_msg client_hello
-    probe_start probe_stop bystander_start bystander_stop
+    probe_start probe_wait probe_stop bystander_start bystander_stop
     DATA WINDOW PING GOAWAY SYN ACK FIN RST);
 
 use constant {
@@ -105,12 +106,27 @@ sub parse_msg {
 
 # Connects to the registration port.  Options: timeout (5s, for each
 # wait), pong (1: answer the server's pings), ack (1: accept the streams
-# the server opens, with an ACK that announces no more than 256 KiB).
+# the server opens, with an ACK that announces no more than 256 KiB),
+# no_credit (0: give the control stream's window back as it is read),
+# rcvbuf (SO_RCVBUF, set before connecting).
 sub connect {
     my ($class, $port, %opts) = @_;
 
-    my $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port,
-        Proto => 'tcp', Timeout => 5) or return undef;
+    my $sock;
+
+    if ($opts{rcvbuf}) {
+        # before connect, so that the window it announces stays small
+        $sock = IO::Socket::IP->new(Proto => 'tcp', Family => AF_INET)
+            or return undef;
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opts{rcvbuf});
+        $sock->connect(pack_sockaddr_in($port, inet_aton('127.0.0.1')))
+            or return undef;
+
+    } else {
+        $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+            PeerPort => $port, Proto => 'tcp', Timeout => 5) or return undef;
+    }
+
     $sock->blocking(0);
 
     return bless {
@@ -124,6 +140,7 @@ sub connect {
         timeout => $opts{timeout} // 5,
         pong    => $opts{pong} // 1,
         ack     => $opts{ack} // 1,
+        no_credit => $opts{no_credit} // 0,
         eof     => 0,
     }, $class;
 }
@@ -140,6 +157,7 @@ sub send {
     my $done = 0;
 
     local $SIG{PIPE} = 'IGNORE';
+    local $self->{sending} = 1;
 
     while ($done < length $data) {
         my $n = syswrite($self->{sock}, $data, 1 << 20, $done);
@@ -149,6 +167,7 @@ sub send {
         }
         if (!$!{EAGAIN} && !$!{EWOULDBLOCK}) {
             $self->{error} = "write: $!";
+            $self->{eof} = 1 if $!{EPIPE} || $!{ECONNRESET};
             last;
         }
         my $left = $deadline - time;
@@ -161,6 +180,8 @@ sub send {
         $sel->can_write($left < 0.05 ? $left : 0.05);
     }
 
+    $self->{sending} = 0;
+    $self->_reply;
     return $done;
 }
 
@@ -170,7 +191,7 @@ sub _read {
     my ($self, $wait) = @_;
     return 0 if $self->{eof};
 
-    if ($wait) {
+    if ($wait && $wait > 0) {
         IO::Select->new($self->{sock})->can_read($wait) or return 1;
     }
 
@@ -228,6 +249,12 @@ sub _frames {
         }
 
         if ($type == DATA && $id == 1) {
+            # credit the server's window as a client does, unless told not
+            $self->{ctl_unacked} += $len;
+            if ($self->{ctl_unacked} >= 65536 && !$self->{no_credit}) {
+                $reply .= frame(WINDOW, 0, 1, $self->{ctl_unacked});
+                $self->{ctl_unacked} = 0;
+            }
             $self->{ctl} .= $payload;
             while (my $m = parse_msg(\$self->{ctl})) {
                 push @{$self->{msgs}}, $m;
@@ -241,19 +268,28 @@ sub _frames {
         $self->{fin}{$id} = $flags & (FIN | RST) if $flags & (FIN | RST);
     }
 
-    if (length $reply) {
-        local $SIG{PIPE} = 'IGNORE';
-        # small answers: the socket buffer takes them (or the peer is gone)
-        syswrite($self->{sock}, $reply);
-    }
+    $self->{reply} .= $reply;
+    $self->_reply unless $self->{sending};
+}
+
+# Sends the answers due, between whole frames: never inside what send()
+# is writing.
+sub _reply {
+    my ($self) = @_;
+    return unless length($self->{reply} // '');
+    local $SIG{PIPE} = 'IGNORE';
+    # small answers: the socket buffer takes them (or the peer is gone)
+    syswrite($self->{sock}, $self->{reply});
+    $self->{reply} = '';
 }
 
 # Reads and handles frames for $seconds (or until EOF).
 sub pump {
     my ($self, $seconds) = @_;
     my $deadline = time + $seconds;
-    while (time < $deadline) {
+    while (1) {
         $self->_read($deadline - time) or last;
+        last if time >= $deadline;
     }
     return !$self->{eof};
 }
@@ -382,6 +418,19 @@ sub probe_start {
     return { pid => $pid, file => $file };
 }
 
+# Waits until the probe has $n answers in all (at most $timeout seconds).
+sub probe_wait {
+    my ($p, $n, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (time < $deadline) {
+        open my $fh, '<', $p->{file} or last;
+        my @lines = <$fh>;
+        return 1 if @lines >= $n;
+        sleep 0.05;
+    }
+    return 0;
+}
+
 # Stops the probe; returns (answers that were right, wrong ones as text,
 # the slowest answer in seconds).
 sub probe_stop {
@@ -465,7 +514,8 @@ TunnelRaw - ngx_tunnel's wire protocol by hand, for hostile tests
 frame($type, $flags, $id, $len[, $payload]), data_frame($id, $payload
 [, $flags]), msg($type, field => value, ...), parse_msg(\$buf),
 client_hello(sni => ..., sni_ext => ..., ext => ...),
-probe_start($t, $name, $port, $expect) and probe_stop($probe) (returns
+probe_start($t, $name, $port, $expect), probe_wait($probe, $n) and
+probe_stop($probe) (returns
 the count of right answers, the wrong ones, the slowest in seconds),
 bystander_start($t, $name, $port, $kind, token => ...) and
 bystander_stop($b) (returns "first bound\nthen bound\n" if the session
