@@ -724,6 +724,8 @@ session_message(session_t *s, tunnel_msg_t *m)
 
     case TUNNEL_NOTICE:
         if (m->code == TUNNEL_NOTICE_RECONNECT) {
+            /* a planned restart: the server is back soon, so are we */
+            cl->attempts = 0;
             view_event(cl, LOG_INFO, "reconnect", NULL,
                        "the server asks to reconnect (%.*s): opening a new "
                        "session first", (int) m->message.len,

@@ -56,6 +56,7 @@ static ngx_int_t ngx_tunnel_session_input(ngx_tunnel_session_t *ts,
     u_char *p, size_t n);
 static ngx_int_t ngx_tunnel_session_flood(ngx_tunnel_session_t *ts);
 static void ngx_tunnel_session_timer(ngx_event_t *ev);
+static void ngx_tunnel_session_leave(ngx_tunnel_session_t *ts);
 static void ngx_tunnel_session_drain(ngx_tunnel_session_t *ts);
 static void ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts);
 
@@ -872,11 +873,10 @@ ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd)
     ts = yamux_session_data(mux);
 
     if (id == ts->ctl_id) {
-        /* the client is leaving */
         ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
                       "tunnel: session %016xL: client closed its control "
-                      "stream", ts->id);
-        ngx_tunnel_session_close(ts);
+                      "stream, %ui streams open", ts->id, ts->nstreams);
+        ngx_tunnel_session_leave(ts);
         return;
     }
 
@@ -938,12 +938,28 @@ ngx_tunnel_on_go_away(yamux_session_t *mux, uint32_t code, void *ud)
                   "tunnel: session %016xL: client is leaving (go-away %uD), "
                   "%ui streams open", ts->id, code, ts->nstreams);
 
-    if (code != YAMUX_GOAWAY_NORMAL || ts->nstreams == 0) {
+    if (code != YAMUX_GOAWAY_NORMAL) {
         ngx_tunnel_session_close(ts);
         return;
     }
 
-    /* it has a new session: serve what is open, then go */
+    ngx_tunnel_session_leave(ts);
+}
+
+
+/*
+ * The client is leaving (go-away, or the end of its control stream): for a
+ * new session, or because it quits.  Either way its open connections are
+ * served to their end, within tunnel_drain_timeout.
+ */
+static void
+ngx_tunnel_session_leave(ngx_tunnel_session_t *ts)
+{
+    if (ts->nstreams == 0) {
+        ngx_tunnel_session_close(ts);
+        return;
+    }
+
     if (!ts->draining) {
         ts->draining = 1;
         ts->deadline = ngx_current_msec + ts->conf->drain_timeout;
