@@ -29,6 +29,11 @@ my $SLACK = 6;                  # MiB: chunk cache, pools, session buffers
 
 my $range = $t->port_range('tcp', 4);
 
+# AddressSanitizer keeps freed memory in quarantine: RSS says nothing then
+my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
+my $asan = `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/
+    ? 'nginx is built with AddressSanitizer' : '';
+
 $t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
 
 $t->write_config(<<"EOF");
@@ -101,9 +106,12 @@ my $grew = $peak - $base;
 diag(sprintf('slow public readers: worker VmRSS %d KiB before, %d KiB '
     . 'at most while %d readers read nothing (+%d KiB)', $base, $peak,
     $STREAMS, $grew));
-cmp_ok($grew, '<', $bound,
-    "$STREAMS public readers stall on 64 MiB each: the worker grows by "
-    . "less than $STREAMS x tunnel_window + ${SLACK}m");
+SKIP: {
+    skip "RSS not measured: $asan", 1 if $asan;
+    cmp_ok($grew, '<', $bound,
+        "$STREAMS public readers stall on 64 MiB each: the worker grows "
+        . "by less than $STREAMS x tunnel_window + ${SLACK}m");
+}
 
 my @r = map { transfer($_, undef, timeout => 90) } @slow;
 
@@ -145,9 +153,13 @@ $grew = $peak - $base;
 diag(sprintf('slow local services: worker VmRSS %d KiB before, %d KiB at '
     . 'most while %d services read nothing (+%d KiB)', $base, $peak,
     $STREAMS, $grew));
-cmp_ok($grew, '<', $bound,
-    "$STREAMS public clients send 64 MiB each to services that stall: the "
-    . "worker grows by less than $STREAMS x tunnel_window + ${SLACK}m");
+SKIP: {
+    skip "RSS not measured: $asan", 1 if $asan;
+    cmp_ok($grew, '<', $bound,
+        "$STREAMS public clients send 64 MiB each to services that stall: "
+        . "the worker grows by less than $STREAMS x tunnel_window + "
+        . "${SLACK}m");
+}
 
 waitpid($_, 0) for @kids;
 
@@ -159,9 +171,12 @@ is(scalar(grep { $sums[$_] eq data_sha(30 + $_, $N) . " $N\n" } 0 .. $#sums),
 # nothing is left behind: the worker is back near where it was
 
 my $after = vm_rss($worker);
-cmp_ok($after - $start, '<', $SLACK * 1024,
-    sprintf('afterwards the worker holds no more than before + %dm '
-        . '(%d KiB, %d KiB before)', $SLACK, $after, $start));
+SKIP: {
+    skip "RSS not measured: $asan", 1 if $asan;
+    cmp_ok($after - $start, '<', $SLACK * 1024,
+        sprintf('afterwards the worker holds no more than before + %dm '
+            . '(%d KiB, %d KiB before)', $SLACK, $after, $start));
+}
 
 is(command($port, 'hello')->{data}, "hello from local\n",
     'the tunnel still serves');
