@@ -1665,15 +1665,12 @@ yamux_stream_reset(yamux_session_t *s, uint32_t id)
         return YAMUX_ECLOSED;
     }
 
-    (void) yamux_transition(st, YAMUX_EV_LOCAL_RST);
-
-    st->want_write = 0;
-
     if (st->local && !st->syn_sent) {
         /* the RST may not overtake the SYN still queued for the stream */
         if (yamux_fifo_frame(s, YAMUX_WINDOW_UPDATE, YAMUX_RST, id, 0)
             != YAMUX_OK)
         {
+            /* nothing changed: the caller may try again */
             return YAMUX_ENOMEM;
         }
 
@@ -1681,6 +1678,10 @@ yamux_stream_reset(yamux_session_t *s, uint32_t id)
         st->ctl = YAMUX_RST;
         yamux_want_ctl(s, st);
     }
+
+    (void) yamux_transition(st, YAMUX_EV_LOCAL_RST);
+
+    st->want_write = 0;
 
     yamux_wait_del(s, st);
 

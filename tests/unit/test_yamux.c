@@ -38,6 +38,7 @@ typedef struct {
     uint8_t           rx[1 << 20];  /* payload received, all streams */
     size_t            nrx;
     long              allocs;       /* live allocations */
+    int               no_memory;    /* allocations fail */
 } peer_t;
 
 
@@ -189,7 +190,16 @@ static const yamux_callbacks_t  callbacks = {
 static void *
 counting_alloc(size_t size, void *ud)
 {
-    ((peer_t *) ud)->allocs++;
+    peer_t  *p;
+
+    p = ud;
+
+    if (p->no_memory) {
+        return NULL;
+    }
+
+    p->allocs++;
+
     return malloc(size);
 }
 
@@ -1688,6 +1698,55 @@ test_closed_callback_reserves(void)
 }
 
 
+static void
+test_reset_without_memory(void)
+{
+    static peer_t  c;
+    int            rc, i;
+    size_t         n;
+    uint8_t       *p;
+    uint32_t       id;
+    static uint8_t out[128 * 1024], want[24];
+
+    /*
+     * A reset before the SYN left needs room in the ordered queue; with
+     * the last block full and no memory it fails, and must leave the
+     * stream as it was, so that a later reset still sends the RST.
+     */
+    peer_init(&c, 1, YAMUX_INITIAL_WINDOW);
+
+    yamux_stream_open(c.s, &id, NULL);
+
+    for (i = 0; i < 2; i++) {
+        n = 0;
+        p = yamux_stream_reserve(c.s, id, &n, &rc);
+        CHECK(p != NULL, "room %d", i);
+        if (p) {
+            memset(p, 'r', n);
+            yamux_stream_commit(c.s, id, n);
+        }
+    }
+
+    c.no_memory = 1;
+    rc = yamux_stream_reset(c.s, id);
+    CHECK(rc == YAMUX_ENOMEM, "no memory for the RST: %d", rc);
+    c.no_memory = 0;
+
+    CHECK(yamux_stream_reset(c.s, id) == YAMUX_OK, "the reset, again");
+    n = take(&c, out, sizeof(out));
+    hdr(want, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    hdr(want + 12, YAMUX_WINDOW_UPDATE, YAMUX_RST, 1, 0);
+    CHECK(n > 24 && memcmp(out, want, 12) == 0
+          && memcmp(out + n - 12, want + 12, 12) == 0,
+          "SYN first, RST last: %zu bytes", n);
+    CHECK(count(&c, 'c', id) == 1
+          && last(&c, 'c')->n == YAMUX_CLOSED_RESET_LOCAL,
+          "the stream closed once the RST left");
+
+    peer_free(&c);
+}
+
+
 int
 main(void)
 {
@@ -1718,6 +1777,7 @@ main(void)
     test_backpressure_memory_bounded();
     test_strerror();
     test_closed_callback_reserves();
+    test_reset_without_memory();
 
     return check_done("test_yamux");
 }
