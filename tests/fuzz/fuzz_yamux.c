@@ -75,6 +75,7 @@ typedef struct {
     uint32_t          max_frame;
 
     long              allocs;
+    long              fail_in;      /* this many allocations on, one fails */
     int               two;          /* two-session mode: check payload */
 } fz_side_t;
 
@@ -125,7 +126,16 @@ fz_pattern(uint32_t id, int side, uint64_t off)
 static void *
 fz_alloc(size_t size, void *ud)
 {
-    ((fz_side_t *) ud)->allocs++;
+    fz_side_t  *fs;
+
+    fs = ud;
+
+    if (fs->fail_in > 0 && --fs->fail_in == 0) {
+        return NULL;
+    }
+
+    fs->allocs++;
+
     return malloc(size);
 }
 
@@ -804,6 +814,13 @@ fz_api(fz_side_t *fs, unsigned op, unsigned arg, fz_input_t *in)
         fs->behave |= (unsigned) b << 8;
         return 1;
 
+    case 14:
+        /* an allocation fails: "b" allocations from now */
+        b = 0;
+        (void) fz_byte(in, &b);
+        fs->fail_in = b;
+        return 1;
+
     case 11:
         yamux_stats(fs->s, &st);
         (void) yamux_strerror(-(int) arg);
@@ -859,7 +876,7 @@ fz_one(fz_input_t *in, uint8_t setup)
             len = b < in->left ? b : in->left;
             piece = arg ? arg : len;
 
-            for (off = 0; off < len && !dead; off += (size_t) rc) {
+            for (off = 0; off < len; off += (size_t) rc) {
                 n = piece < len - off ? piece : len - off;
                 rc = yamux_input(fs.s, in->p + off, n);
 
@@ -917,10 +934,6 @@ fz_one(fz_input_t *in, uint8_t setup)
             h[9] = t[4];
             h[10] = t[5];
             h[11] = t[6];
-
-            if (dead) {
-                break;
-            }
 
             for (off = 0; off < YAMUX_HEADER_SIZE; off += (size_t) rc) {
                 rc = yamux_input(fs.s, h + off, YAMUX_HEADER_SIZE - off);

@@ -75,6 +75,10 @@ def stats():
     return b'\x0b'
 
 
+def fail_alloc(after, side=0):
+    return bytes([0x0e | side << 4, after])
+
+
 def synth(t, flags, raw_id, length):
     # op 12: a frame header, raw stream id (< 128), zero payload
     return bytes([0x0c, t, flags, 0x80 | raw_id]) + struct.pack('>I', length)
@@ -186,6 +190,17 @@ def yamux_seeds():
         + open_() + open_() + drain() \
         + feed(hdr(WU, ACK, 1, 0) + hdr(WU, ACK | FIN, 3, 0)) + close(1) \
         + drain(0) + drain()
+    s['alloc-failures'] = bytes([0x00]) + fail_alloc(1) \
+        + feed(hdr(WU, SYN, 1, 0)) + fail_alloc(1) + open_() \
+        + fail_alloc(2) + feed(hdr(WU, SYN, 3, 0)) + write(0, 255) \
+        + fail_alloc(1) + close(1) + drain()
+    s['two-alloc-failures'] = bytes([0x42]) + open_() + pump() \
+        + fail_alloc(1) + reset(0) + fail_alloc(1, S) + close(0, S) \
+        + open_() + fail_alloc(1) + write(1, 255) + pump()
+    # the last block full to 10 bytes: a RST before the SYN needs a block
+    s['two-reset-without-memory'] = bytes([0x42]) + open_() \
+        + reserve(0, 82) * 5 + reserve(0, 34) + fail_alloc(1) + reset(0) \
+        + reset(0) + pump() + write(0, 50, S) + pump()
     s['two-server-opens'] = bytes([0x22]) + open_() + bytes([0x82]) \
         + bytes([0x82]) + write(0, 77, S) + write(1, 77, S) + pump() \
         + close(0, S) + reset(1, S) + pump()
