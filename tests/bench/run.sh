@@ -549,10 +549,10 @@ ours_in() { local p; for p in $PATHS; do [[ $p == ours* ]] && echo "$p"; done; }
 for p in $PATHS; do
     declare -F "path_${p}_start" >/dev/null || { echo "unknown path $p" >&2; exit 2; }
 done
-for port in $(seq $((BASE + 1)) $((BASE + 100 * (NPATH + 3)))); do
-    listening $port && { echo "port $port is in use (BENCH_PORT=$BASE..+$((100 * (NPATH + 3))));" \
-        "stop what holds it or set BENCH_PORT" >&2; exit 2; }
-done
+busy=$(ss -Hltn | awk -v lo=$BASE -v hi=$((BASE + 100 * (NPATH + 3))) \
+    '{ n = split($4, a, ":"); p = a[n] + 0; if (p > lo && p <= hi) print p }' | sort -un)
+[ -z "$busy" ] || { echo "ports in use: $busy (the bench uses $BASE..+$((100 * (NPATH + 3))));" \
+    "stop what holds them or set BENCH_PORT" >&2; exit 2; }
 build && keys || { echo "bench: build or keys failed" >&2; exit 1; }
 t_start=$(date +%s)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
