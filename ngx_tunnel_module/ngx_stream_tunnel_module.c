@@ -26,6 +26,9 @@ static void ngx_stream_tunnel_handoff_handler(ngx_cycle_t *cycle,
     ngx_tunnel_handoff_t *h, ngx_socket_t fd);
 static void ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s);
 static void ngx_stream_tunnel_pass_done(ngx_connection_t *c, ngx_int_t rc);
+static ngx_int_t ngx_stream_tunnel_log_handler(ngx_stream_session_t *s);
+
+static ngx_int_t ngx_stream_tunnel_init(ngx_conf_t *cf);
 
 static void *ngx_stream_tunnel_create_main_conf(ngx_conf_t *cf);
 static void *ngx_stream_tunnel_create_srv_conf(ngx_conf_t *cf);
@@ -160,7 +163,7 @@ static ngx_command_t  ngx_stream_tunnel_commands[] = {
 
 static ngx_stream_module_t  ngx_stream_tunnel_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_stream_tunnel_init,                /* postconfiguration */
 
     ngx_stream_tunnel_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -309,6 +312,9 @@ ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s)
     tscf = ngx_stream_get_module_srv_conf(s, ngx_stream_tunnel_module);
     tmcf = ngx_stream_get_module_main_conf(s, ngx_stream_tunnel_module);
 
+    /* for the log handler: the connection came this far */
+    ngx_stream_set_ctx(s, tscf, ngx_stream_tunnel_module);
+
     if (ngx_stream_complex_value(s, tscf->pass, &key) != NGX_OK) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
@@ -326,13 +332,28 @@ ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s)
         return;
     }
 
-    p = ngx_pnalloc(c->pool, key.len);
+    p = ngx_pnalloc(c->pool, ngx_max(key.len, 4 * NGX_TUNNEL_NAME_MAX));
     if (p == NULL) {
         ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
         return;
     }
 
     ngx_strlow(p, key.data, key.len);
+
+    /* a public client's bytes: no tunnel has a name that is not a DNS name */
+    if (ngx_tunnel_name_valid(p, key.len) != NGX_OK) {
+        key.len = ngx_tunnel_escape(p, key.data,
+                                    ngx_min(key.len, NGX_TUNNEL_NAME_MAX))
+                  - p;
+        key.data = p;
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel_pass: \"%V\" is not a valid server name, "
+                      "connection closed", &key);
+        ngx_stream_finalize_session(s, NGX_STREAM_BAD_REQUEST);
+        return;
+    }
+
     key.data = p;
 
     ngx_memzero(&h, sizeof(ngx_tunnel_handoff_t));
@@ -423,6 +444,78 @@ ngx_stream_tunnel_pass_done(ngx_connection_t *c, ngx_int_t rc)
 
     ngx_stream_finalize_session(s, rc == NGX_OK ? NGX_STREAM_OK
                                                 : NGX_STREAM_BAD_GATEWAY);
+}
+
+
+/*
+ * A tunnel_pass connection that ends in the preread phase (ssl_preread
+ * waiting for a whole ClientHello) never reaches tunnel_pass, and nginx
+ * closes it without a word at preread_timeout or at the client's close:
+ * say why here.
+ */
+static ngx_int_t
+ngx_stream_tunnel_log_handler(ngx_stream_session_t *s)
+{
+    size_t                         n;
+    ngx_connection_t              *c;
+    ngx_stream_tunnel_srv_conf_t  *tscf;
+
+    tscf = ngx_stream_get_module_srv_conf(s, ngx_stream_tunnel_module);
+
+    if (tscf->pass == NULL
+        || s->status != NGX_STREAM_OK
+        || ngx_stream_get_module_ctx(s, ngx_stream_tunnel_module))
+    {
+        return NGX_OK;
+    }
+
+    c = s->connection;
+    n = c->buffer ? (size_t) (c->buffer->last - c->buffer->start) : 0;
+
+    if (c->read->timedout) {
+        if (n == 0) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel_pass: the client sent nothing within "
+                          "preread_timeout, connection closed");
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel_pass: no whole TLS ClientHello within "
+                          "preread_timeout (%uz bytes), connection closed",
+                          n);
+        }
+
+    } else if (n == 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel_pass: the client closed without sending "
+                      "anything");
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel_pass: the client closed after %uz bytes, "
+                      "before a whole TLS ClientHello", n);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_tunnel_init(ngx_conf_t *cf)
+{
+    ngx_stream_handler_pt        *h;
+    ngx_stream_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_STREAM_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_stream_tunnel_log_handler;
+
+    return NGX_OK;
 }
 
 

@@ -366,7 +366,7 @@ sub close {
 
 # A TLS 1.2 ClientHello record.  Options: sni (a server name; none if
 # undef), sni_ext (the raw server_name extension data instead), ext (more
-# raw extensions).
+# raw extensions), ext_len (the extensions' length to claim).
 sub client_hello {
     my (%o) = @_;
     my $ext = '';
@@ -381,7 +381,7 @@ sub client_hello {
 
     my $body = pack('n', 0x0303) . ("\x5a" x 32) . pack('C', 0)
         . pack('n', 2) . pack('n', 0x002f) . pack('CC', 1, 0)
-        . pack('n', length $ext) . $ext;
+        . pack('n', $o{ext_len} // length $ext) . $ext;
     my $hs = pack('C', 1) . substr(pack('N', length $body), 1) . $body;
 
     return pack('Cnn', 0x16, 0x0301, length $hs) . $hs;
@@ -392,7 +392,8 @@ sub client_hello {
 
 # Forks a process that asks $port for "hello" every $interval seconds
 # (0.05) and expects $expect back; each answer is a line in the test
-# directory's probe-<name>.log.  Returns a handle for probe_stop.
+# directory's probe-<name>.log.  Option ask: a sub that asks instead (and
+# returns the answer).  Returns a handle for probe_stop.
 sub probe_start {
     my ($t, $name, $port, $expect, %o) = @_;
     my $file = $t->testdir . "/probe-$name.log";
@@ -407,7 +408,8 @@ sub probe_start {
         $SIG{TERM} = sub { POSIX::_exit(0) };
         while (1) {
             my $start = time;
-            my $r = TunnelService::command($port, 'hello', timeout => 3);
+            my $r = $o{ask} ? { data => scalar $o{ask}->() }
+                : TunnelService::command($port, 'hello', timeout => 3);
             my $ok = ($r->{data} // '') eq $expect;
             printf $fh "%s %.3f %s\n", $ok ? 'ok' : 'fail', time - $start,
                 $ok ? '' : ($r->{error} // '') . ' ' . ($r->{data} // '');
@@ -513,7 +515,7 @@ TunnelRaw - ngx_tunnel's wire protocol by hand, for hostile tests
 
 frame($type, $flags, $id, $len[, $payload]), data_frame($id, $payload
 [, $flags]), msg($type, field => value, ...), parse_msg(\$buf),
-client_hello(sni => ..., sni_ext => ..., ext => ...),
+client_hello(sni =>, sni_ext =>, ext =>, ext_len =>),
 probe_start($t, $name, $port, $expect), probe_wait($probe, $n) and
 probe_stop($probe) (returns
 the count of right answers, the wrong ones, the slowest in seconds),
