@@ -515,27 +515,22 @@ reg_run() { # path key tls
     [ "$e" = "$REG_N" ] || log "registration $1: $e of $REG_N ($(cat "$f"))"
 }
 
-reconnect_run() { # a fresh 1-worker edge, one http client, restarted N times
-    local d=$W/rc b; b=$(pbase $((NPATH + 2))); mkdir -p "$d"
+reconnect_run() { # a fresh 1-worker edge, restarted N times under a fresh client
+    local d=$W/rc b f=$W/reconnect.json; b=$(pbase $((NPATH + 2))); mkdir -p "$d"
     ours_conf "$d" 1 0 "$b"
-    spawn rc-nginx nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
-    local np=$LASTPID rp f=$W/reconnect.json
-    wait_port $((b + 10)) || { stop_pid $np; return 1; }
-    ours_client rc-client $((b + 10)) 0 http $SVC_HTTP --name rc
-    local cp=$LASTPID
-    wait_http $((b + 2)) "rc.$DOMAIN" || { stop_pid $cp; stop_pid $np; return 1; }
-    stop_pid $np        # reconnect.py starts and stops its own from now on
-    spawn reconnect "$PY" "$HERE/reconnect.py" -n "$RECONNECT_N" --port $((b + 2)) \
-        --host "rc.$DOMAIN" -- nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
-    rp=$LASTPID
-    for i in $(seq $((RECONNECT_N * 110))); do alive $rp || break; sleep 0.1; done
+    spawn reconnect env HOME="$W" "$PY" "$HERE/reconnect.py" -n "$RECONNECT_N" \
+        --port $((b + 2)) --host "rc.$DOMAIN" \
+        --client "$W/bin/tunnel http 127.0.0.1:$SVC_HTTP --server 127.0.0.1:$((b + 10)) \
+                  --token $TOKEN --plain --log-format json --name rc" \
+        -- nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
+    local rp=$LASTPID
+    for i in $(seq $((RECONNECT_N * 210))); do alive $rp || break; sleep 0.1; done
     stop_pid $rp
     cp "$W/reconnect.out" "$f"
     read -r m p l ok <<<"$($PY "$HERE/report.py" json "$f" reconnect_median_ms \
         reconnect_p99_ms listen_median_ms ok)"
     put ours1 reconnect.median "$m"; put ours1 reconnect.p99 "$p"; put ours1 listen.median "$l"
     [ "$ok" = "$RECONNECT_N" ] || log "reconnect: $ok of $RECONNECT_N ($(cat "$f"))"
-    stop_pid $cp
 }
 
 rtt_paths() { local p; for p in $RTT_PATHS; do
