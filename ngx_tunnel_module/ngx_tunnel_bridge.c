@@ -256,7 +256,13 @@ ngx_tunnel_bridge_header(ngx_tunnel_stream_t *bs, ngx_tunnel_tunnel_t *t,
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(bs->preread + n, h->preread.data, h->preread.len);
+    p = bs->preread + n;
+
+    /* a socketpair from a balancer brings no preread bytes (data NULL) */
+    if (h->preread.len) {
+        p = ngx_cpymem(p, h->preread.data, h->preread.len);
+    }
+
     bs->preread_len = p - bs->preread;
 
     return NGX_OK;

@@ -436,8 +436,16 @@ ngx_tunnel_handoff_send(ngx_pid_t pid, ngx_socket_t fd,
     hdr.peer = h->peer;
 
     p = ngx_cpymem(buf, &hdr, sizeof(hdr));
-    p = ngx_cpymem(p, h->server_name.data, h->server_name.len);
-    p = ngx_cpymem(p, h->preread.data, h->preread.len);
+
+    /* a socketpair from a balancer brings no preread bytes (data NULL) */
+    if (h->server_name.len) {
+        p = ngx_cpymem(p, h->server_name.data, h->server_name.len);
+    }
+
+    if (h->preread.len) {
+        p = ngx_cpymem(p, h->preread.data, h->preread.len);
+    }
+
     len = p - buf;
 
     n = -1;
