@@ -277,6 +277,11 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
     if (ngx_exiting || ngx_terminate) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "tunnel: worker is shutting down, session refused");
+#if (NGX_STREAM_SSL)
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;   /* its hello may be on the way */
+        }
+#endif
         ngx_stream_finalize_session(s, NGX_STREAM_SERVICE_UNAVAILABLE);
         return;
     }
@@ -815,6 +820,17 @@ ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
 
     c->data = ts->stream;
     c->idle = 0;
+
+#if (NGX_STREAM_SSL)
+    if (c->ssl) {
+        /*
+         * The client may still be sending (a hello, pings): waiting for
+         * its close_notify would read them, and OpenSSL's "application
+         * data after close notify" is logged at crit by nginx 1.22.
+         */
+        c->ssl->no_wait_shutdown = 1;
+    }
+#endif
 
     ngx_stream_finalize_session(ts->stream, NGX_STREAM_OK);
 }
