@@ -125,6 +125,8 @@ static ngx_uint_t ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg,
     ngx_log_t *log);
 static ngx_uint_t ngx_tunnel_registry_token_tunnels(
     ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s);
+static ngx_uint_t ngx_tunnel_registry_replaces(ngx_tunnel_entry_t *e,
+    ngx_tunnel_shm_session_t *s);
 static ngx_int_t ngx_tunnel_registry_same_instance(
     ngx_tunnel_shm_session_t *a, ngx_tunnel_shm_session_t *b);
 static ngx_int_t ngx_tunnel_registry_alive(ngx_pid_t pid);
@@ -394,13 +396,6 @@ ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
 
     ngx_shmtx_lock(&reg->shpool->mutex);
 
-    if (max_tunnels
-        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
-    {
-        code = TUNNEL_E_LIMIT;
-        goto failed;
-    }
-
 again:
 
     /* a name belongs to one token, whatever the kind of its tunnels */
@@ -443,6 +438,15 @@ again:
         }
     }
 
+    /* joining a pool is one more tunnel, taking a name over is not */
+    if (max_tunnels
+        && !ngx_tunnel_registry_replaces(e, s)
+        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    {
+        code = TUNNEL_E_LIMIT;
+        goto failed;
+    }
+
     m = ngx_tunnel_registry_member_add(reg, s, e, tunnel_id);
     if (m == NULL) {
         goto full;
@@ -474,6 +478,14 @@ again:
 add:
 
     /* the mutex is held */
+
+    if (max_tunnels
+        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    {
+        ngx_str_null(name);
+        code = TUNNEL_E_LIMIT;
+        goto failed;
+    }
 
     e = ngx_tunnel_registry_entry_add(reg, s, kind, name, 0);
     if (e == NULL) {
@@ -537,13 +549,6 @@ ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
     }
 
     ngx_shmtx_lock(&reg->shpool->mutex);
-
-    if (max_tunnels
-        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
-    {
-        code = TUNNEL_E_LIMIT;
-        goto failed;
-    }
 
 again:
 
@@ -656,6 +661,14 @@ again:
 
 add:
 
+    /* a port taken over (above) is no more tunnels than before */
+    if (max_tunnels
+        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    {
+        code = TUNNEL_E_LIMIT;
+        goto failed;
+    }
+
     e = ngx_tunnel_registry_entry_add(reg, s, TUNNEL_KIND_TCP, NULL, port);
     if (e == NULL) {
         goto full;
@@ -694,19 +707,22 @@ failed:
 
 
 /*
- * The tunnels a token holds, as far as its limit goes: those of draining
- * sessions, and of other sessions of the same client instance as "s", are
- * on their way out (a reconnecting client replaces them).
+ * The tunnels a token holds, as far as its limit goes: every binding that
+ * still routes, over all the token's sessions but draining ones.  A binding
+ * that a newer session of the same client took over (detached) no longer
+ * counts, the newer one does: so however many sessions a client opens with
+ * one instance id, they share the limit.
  */
 static ngx_uint_t
 ngx_tunnel_registry_token_tunnels(ngx_tunnel_registry_t *reg,
     ngx_tunnel_shm_session_t *s)
 {
     ngx_uint_t                 n;
-    ngx_queue_t               *q;
+    ngx_queue_t               *q, *mq;
+    ngx_tunnel_member_t       *m;
     ngx_tunnel_shm_session_t  *o;
 
-    n = s->tunnels;
+    n = 0;
 
     for (q = ngx_queue_head(&reg->sh->sessions);
          q != ngx_queue_sentinel(&reg->sh->sessions);
@@ -714,18 +730,52 @@ ngx_tunnel_registry_token_tunnels(ngx_tunnel_registry_t *reg,
     {
         o = ngx_queue_data(q, ngx_tunnel_shm_session_t, queue);
 
-        if (o == s
-            || o->draining
-            || ngx_memcmp(o->hash, s->hash, NGX_TUNNEL_HASH_LEN) != 0
-            || ngx_tunnel_registry_same_instance(o, s) == NGX_OK)
+        if (o != s
+            && (o->draining
+                || ngx_memcmp(o->hash, s->hash, NGX_TUNNEL_HASH_LEN) != 0))
         {
             continue;
         }
 
-        n += o->tunnels;
+        for (mq = ngx_queue_head(&o->members);
+             mq != ngx_queue_sentinel(&o->members);
+             mq = ngx_queue_next(mq))
+        {
+            m = ngx_queue_data(mq, ngx_tunnel_member_t, session_link);
+
+            if (m->entry) {
+                n++;
+            }
+        }
     }
 
     return n;
+}
+
+
+/* a bind of "e" by "s" replaces a binding of the same client: no more
+ * tunnels than before */
+static ngx_uint_t
+ngx_tunnel_registry_replaces(ngx_tunnel_entry_t *e,
+    ngx_tunnel_shm_session_t *s)
+{
+    ngx_queue_t          *q;
+    ngx_tunnel_member_t  *pm;
+
+    for (q = ngx_queue_head(&e->members);
+         q != ngx_queue_sentinel(&e->members);
+         q = ngx_queue_next(q))
+    {
+        pm = ngx_queue_data(q, ngx_tunnel_member_t, link);
+
+        if (pm->session != s
+            && ngx_tunnel_registry_same_instance(pm->session, s) == NGX_OK)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -14,7 +14,8 @@ use Exporter qw(import);
 use IO::Select;
 use IO::Socket::IP;
 use POSIX ();
-use Socket qw(AF_INET SOL_SOCKET SO_RCVBUF inet_aton pack_sockaddr_in);
+use Socket qw(AF_INET IPPROTO_TCP SOL_SOCKET SO_RCVBUF TCP_NODELAY inet_aton
+    pack_sockaddr_in);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(frame data_frame msg parse_msg client_hello
@@ -127,6 +128,8 @@ sub connect {
             PeerPort => $port, Proto => 'tcp', Timeout => 5) or return undef;
     }
 
+    # answers come at once: no Nagle delay between small messages
+    setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
     $sock->blocking(0);
 
     return bless {
