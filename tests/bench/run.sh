@@ -36,7 +36,7 @@
 #   reconnect  nginx restarted RECONNECT_N times under one client
 #
 # Env: T (5) ROUNDS (1) PATHS WORKLOADS IDLE_N (10000) SESSIONS (1000)
-#      REG_N (100) RECONNECT_N (100) BENCH_PORT (21000: ports BENCH_PORT..
+#      REG_N (100) RECONNECT_N (100) BENCH_PORT (12000: ports BENCH_PORT..
 #      +1000 on 127.0.0.1) RESULTS (the .md file) KEEP=1 (keep the work dir)
 #      REF (ours1: the column the ratios are taken against)
 # Needs the packages of .ci/deps (make deps); ssh runs only as root.
@@ -56,7 +56,7 @@ IDLE_N=${IDLE_N:-10000}
 SESSIONS=${SESSIONS:-1000}
 REG_N=${REG_N:-100}
 RECONNECT_N=${RECONNECT_N:-100}
-BASE=${BENCH_PORT:-21000}
+BASE=${BENCH_PORT:-12000}
 REF=${REF:-ours1}
 STAMP=$(date +%Y-%m-%dT%H%M)
 RESULTS=${RESULTS:-$OUT/results-$STAMP.md}
@@ -252,7 +252,8 @@ ssh_opts() { # port
 path_ssh_start() {
     local d=$W/ssh b=${PB[ssh]}; mkdir -p "$d"
     [ "$(id -u)" = 0 ] || { log "ssh: needs root (sshd)"; return 1; }
-    ssh-keygen -q -t ed25519 -N '' -f "$d/host" && ssh-keygen -q -t ed25519 -N '' -f "$d/id" || return 1
+    [ -f "$d/id" ] || { ssh-keygen -q -t ed25519 -N '' -f "$d/host" &&
+                        ssh-keygen -q -t ed25519 -N '' -f "$d/id"; } || return 1
     cp "$d/id.pub" "$d/authorized_keys"
     cat >"$d/sshd_config" <<EOF
 Port $((b + 10))
@@ -552,12 +553,17 @@ build && keys || { echo "bench: build or keys failed" >&2; exit 1; }
 t_start=$(date +%s)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 svc_start || { echo "bench: local services did not start" >&2; exit 1; }
-for p in $PATHS; do
-    log "start $p"
-    "path_${p}_start" || { echo "bench: path $p did not start; see $W (KEEP=1 keeps it)" >&2; exit 1; }
-done
-sleep 2
+start_all() {
+    local p
+    for p in $PATHS; do
+        log "start $p"
+        "path_${p}_start" || { echo "bench: path $p did not start; see $W (KEEP=1 keeps it)" >&2; exit 1; }
+    done
+    sleep 2
+}
+stop_all() { local p; for p in $PATHS; do "path_${p}_stop"; done; }
 
+start_all
 if has mem; then
     for p in $PATHS; do mem_snapshot "$p" fresh; done
     for p in $PATHS; do [ "$p" != direct ] && { log "idle x$IDLE_N $p"; idle_run "$p"; }; done
@@ -565,6 +571,10 @@ if has mem; then
         log "sessions x$SESSIONS plain"; sessions_run 0 sess.srv
         log "sessions x$SESSIONS TLS"; sessions_run 1 sess.tls
     fi
+    # Fresh processes again: what the idle test left in the heaps changes
+    # later figures (ngx_tunnel's throughput depends on it, see README.md).
+    log "restarting every path"
+    stop_all; start_all
 fi
 
 for round in $(seq "$ROUNDS"); do
