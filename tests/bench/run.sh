@@ -26,14 +26,18 @@
 # Workloads (WORKLOADS), each run path after path, paths alternating:
 #   mem   RSS of the fresh processes; IDLE_N idle connections held through
 #         each path (bytes per stream); for ngx_tunnel, SESSIONS idle
-#         registrations on a fresh nginx, plain and TLS (bytes per session)
+#         registrations on a fresh nginx, plain and TLS (bytes per session);
+#         then every path is restarted, so that what follows sees fresh
+#         processes too
 #   tcp   iperf3 1 connection ↑/↓, 8 connections ↑/↓, T s each
 #   http  wrk -t2 -c64 keep-alive and "Connection: close", through the HTTP
 #         path and (nginx, ngx_tunnel) through the TCP path
 #   rtt   iperf3 1 connection ↑/↓ with delay.c (25 ms each way) on the
 #         tunnel's link, and on iperf3 itself for "no tunnel"
 #   reg   registration time, REG_N in a row (regload.c), plain and TLS
-#   reconnect  nginx restarted RECONNECT_N times under one client
+#   reconnect  nginx restarted RECONNECT_N times, each under a fresh client
+# tcp, http and rtt repeat ROUNDS times (path order reversed every other
+# round); the table gives the median over the rounds.
 #
 # Env: T (5) ROUNDS (1) PATHS WORKLOADS IDLE_N (10000) SESSIONS (1000)
 #      REG_N (100) RECONNECT_N (100) BENCH_PORT (12000: ports BENCH_PORT..
