@@ -210,6 +210,7 @@ conn_handshake(conn_t *c)
                  "its certificate with --cacert FILE; for a throwaway test "
                  "server only, --insecure skips the check",
                  X509_verify_cert_error_string(verify));
+        c->fatal = 1;
         return -1;
     }
 

@@ -39,6 +39,7 @@ typedef struct {
     unsigned char  tbuf[16384];
     size_t         tlen;
 
+    int            fatal;         /* trying again cannot help */
     char           error[320];    /* what went wrong, for a person */
 } conn_t;
 

@@ -206,6 +206,13 @@ session_io(void *data, unsigned events)
 
         if (rc < 0) {
             session_fail(s, "%s", s->conn.error);
+
+            if (s->conn.fatal) {
+                /* another try would meet the same certificate */
+                s->cl->exit_code = 1;
+                s->cl->quitting = 1;
+            }
+
             session_end(s);
             return;
         }
@@ -896,8 +903,11 @@ session_bind_error(session_t *s, tunnel_msg_t *m)
         hint = " Your token allows other names: ask the server's operator.";
         break;
     case TUNNEL_E_PORT_TAKEN:
-    case TUNNEL_E_PORTS_FULL:
         hint = " Leave --remote-port out to get any free port.";
+        break;
+    case TUNNEL_E_PORTS_FULL:
+        hint = " Every public port of the server is in use: try again "
+               "later, or ask its operator for a larger tunnel_tcp_ports.";
         break;
     default:
         hint = "";

@@ -23,6 +23,7 @@
 #define NGX_TUNNEL_CTL_IN         4096      /* the longest one we take; a
                                                client's are under 1 KiB */
 #define NGX_TUNNEL_BIND_TRIES     16
+#define NGX_TUNNEL_TUNNEL_POOL    1024      /* a tunnel, its name, its URL */
 
 /*
  * A client that sends more than 2 MiB a second of frames that carry no data
@@ -416,11 +417,8 @@ ngx_tunnel_session_read_handler(ngx_event_t *rev)
 
         if (size < (size_t) n) {
             /* keep the rest until our answers have been sent */
-            ts->stash = ngx_calloc_buf(c->pool);
-            if (ts->stash == NULL) {
-                ngx_tunnel_session_close(ts);
-                return;
-            }
+            ts->stash = &ts->stash_buf;
+            ngx_memzero(ts->stash, sizeof(ngx_buf_t));
 
             ts->stash->start = ngx_tunnel_chunk_alloc();
             if (ts->stash->start == NULL) {
@@ -737,7 +735,8 @@ ngx_tunnel_session_drain(ngx_tunnel_session_t *ts)
     ngx_memzero(&m, sizeof(tunnel_msg_t));
     m.type = TUNNEL_NOTICE;
     m.code = TUNNEL_NOTICE_RECONNECT;
-    m.message = tunnel_str("the server is reloading: reconnect now");
+    m.message = tunnel_str("the server is reloading or stopping: "
+                           "reconnect now");
     ngx_tunnel_send(ts, &m);
 
     (void) yamux_go_away(ts->mux, YAMUX_GOAWAY_NORMAL);
@@ -791,7 +790,9 @@ ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
         t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
         ngx_queue_remove(q);
         ngx_tunnel_tcp_close(t);
-        t->member = NULL;   /* the registry frees members with the session */
+
+        /* the registry frees members with the session */
+        ngx_destroy_pool(t->pool);
     }
 
     if (ts->sh) {
@@ -1241,18 +1242,29 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     u_char               *p;
     ngx_str_t             why, url;
     ngx_uint_t            code;
+    ngx_pool_t           *pool;
     tunnel_msg_t          r;
     ngx_tunnel_tunnel_t  *t;
     u_char                name[4 * NGX_TUNNEL_NAME_MAX];
 
     ngx_str_null(&why);
+    t = NULL;
 
-    t = ngx_pcalloc(ts->connection->pool, sizeof(ngx_tunnel_tunnel_t));
-    if (t == NULL) {
+    /* a pool of its own: a session may bind and unbind as long as it lives */
+    pool = ngx_create_pool(NGX_TUNNEL_TUNNEL_POOL, ts->connection->log);
+    if (pool == NULL) {
         code = TUNNEL_E_INTERNAL;
         goto failed;
     }
 
+    t = ngx_pcalloc(pool, sizeof(ngx_tunnel_tunnel_t));
+    if (t == NULL) {
+        ngx_destroy_pool(pool);
+        code = TUNNEL_E_INTERNAL;
+        goto failed;
+    }
+
+    t->pool = pool;
     t->session = ts;
     t->kind = m->kind;
     t->id = ++ts->next_tunnel;
@@ -1288,6 +1300,7 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 
     if (ngx_tunnel_url(ts, t, &url) != NGX_OK) {
         ngx_tunnel_tunnel_free(ts, t);
+        t = NULL;
         code = TUNNEL_E_INTERNAL;
         goto failed;
     }
@@ -1335,6 +1348,10 @@ failed:
     r.message.data = why.data;
     r.message.len = why.len;
     ngx_tunnel_send(ts, &r);
+
+    if (t) {
+        ngx_destroy_pool(t->pool);
+    }
 }
 
 
@@ -1349,7 +1366,7 @@ ngx_tunnel_bind_name(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
     ngx_stream_tunnel_srv_conf_t  *conf;
 
     conf = ts->conf;
-    pool = ts->connection->pool;
+    pool = t->pool;
 
     if (m->name.len > NGX_TUNNEL_NAME_MAX) {
         ngx_str_set(why, "the name is longer than 253 characters");
@@ -1463,7 +1480,7 @@ ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
         return TUNNEL_E_PORT_FORBIDDEN;
     }
 
-    if (ngx_array_init(&busy, ts->connection->pool, 4, sizeof(in_port_t))
+    if (ngx_array_init(&busy, t->pool, 4, sizeof(in_port_t))
         != NGX_OK)
     {
         return TUNNEL_E_INTERNAL;
@@ -1546,6 +1563,8 @@ ngx_tunnel_tunnel_free(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t)
         ngx_tunnel_registry_unbind(ts->zone, t->member);
         t->member = NULL;
     }
+
+    ngx_destroy_pool(t->pool);
 }
 
 
@@ -1587,7 +1606,7 @@ ngx_tunnel_url(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
 
     len = tpl->len + t->name.len + port.len + ts->conf->domain.len;
 
-    url->data = ngx_pnalloc(ts->connection->pool, len);
+    url->data = ngx_pnalloc(t->pool, len);
     if (url->data == NULL) {
         return NGX_ERROR;
     }
