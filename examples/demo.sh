@@ -7,7 +7,8 @@
 #   DEMO_KEEP=1 make demo     leaves everything running; it says how to stop
 #
 # Ports: 4443 registration (TLS), 8080 http tunnels, 8443 https/tls tunnels,
-# 8081 status, 8000 the sample service, 30000-30099 tcp tunnels.
+# 8081 status, 8444-8445 internal hops, 8000 the sample service,
+# 30000-30099 tcp tunnels.
 
 set -euo pipefail
 
@@ -27,7 +28,7 @@ stop() {
     fi
 }
 
-for port in 4443 8080 8081 8443 8444 8000; do
+for port in 4443 8080 8081 8443 8444 8445 8000; do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
         echo "demo: port $port on 127.0.0.1 is in use; stop what uses it" \
              "(a demo left running? kill \$(cat $dir/nginx.pid))" >&2
