@@ -43,6 +43,7 @@
 #      REG_N (100) RECONNECT_N (100) BENCH_PORT (12000: ports BENCH_PORT..
 #      +1000 on 127.0.0.1) RESULTS (the .md file) KEEP=1 (keep the work dir)
 #      REF (ours1: the column the ratios are taken against)
+#      PERF=1 (profile ngx_tunnel's processes during its figures: perf)
 # Needs the packages of .ci/deps (make deps); ssh runs only as root.
 # Starts everything it measures and stops exactly those PIDs on exit.
 
@@ -416,14 +417,37 @@ RTT_PATHS=${RTT_PATHS:-"direct ours1 ssh yamux yamux6m"}
 
 # ---------- workloads ----------
 
+# PERF=1: perf record the ngx_tunnel processes during each of its figures;
+# the hottest symbols go to build/bench/perf-<stamp>/<path>-<key>.txt.
+perf_start() { # path key pids...
+    PERFPID=
+    [ "${PERF:-0}" = 1 ] && [[ $1 == ours* ]] || return 0
+    local p=$1 k=$2; shift 2
+    mkdir -p "$OUT/perf-$STAMP"
+    spawn "perf-$p-$k" perf record -q -e cpu-clock -F 499 --call-graph dwarf,8192 \
+        -p "$(echo $* | tr ' ' ,)" -o "$W/perf-$p-$k.data" -- sleep $((T > 2 ? T - 1 : 1))
+    PERFPID=$LASTPID
+}
+perf_stop() { # path key
+    [ -n "$PERFPID" ] || return 0
+    local i; for i in $(seq 300); do alive "$PERFPID" || break; sleep 0.1; done
+    stop_pid "$PERFPID"
+    { perf report -i "$W/perf-$1-$2.data" --stdio --no-children --sort comm,dso,sym -g none
+      perf report -i "$W/perf-$1-$2.data" --stdio --children --sort comm,sym -g none
+    } 2>/dev/null | grep '%' | head -120 >"$OUT/perf-$STAMP/$1-$2.txt"
+    rm -f "$W/perf-$1-$2.data"
+}
+
 iperf_run() { # path key parallel [-R]
     local p=$1 k=$2 port=${PORT:-${IPERF[$1]}} f=$W/iperf-$1-$2.json pids c0 c1 t0 t1
     [ "$port" = - ] && return
     pids="$(path_${p}_srv) $(path_${p}_cli iperf)"
     c0=$(cpu_ticks $pids); t0=$(date +%s.%N)
+    perf_start "$p" "$k" $pids
     timeout $((T + 30)) iperf3 -c 127.0.0.1 -p "$port" --connect-timeout 5000 \
         -O "${OMIT:-1}" -t "$T" -P "$3" ${4:-} -J --get-server-output >"$f" 2>&1
     t1=$(date +%s.%N); c1=$(cpu_ticks $pids)
+    perf_stop "$p" "$k"
     put "$p" "$k" "$($PY "$HERE/report.py" iperf "$f" ${UNIT:-})"
     [ -n "${pids// /}" ] && put "$p" "$k.cpu" "$(awk -v a="$c0" -v b="$c1" -v t0="$t0" \
         -v t1="$t1" -v hz="$HZ" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }')"
@@ -433,8 +457,11 @@ iperf_run() { # path key parallel [-R]
 wrk_run() { # path key port host [wrk args...]
     local p=$1 k=$2 port=$3 host=$4 f=$W/wrk-$1-$2.txt r; shift 4
     local hdr=(); [ -n "$host" ] && hdr=(-H "Host: $host")
+    local role=http; [ "$port" = "${TCPHTTP[$p]}" ] && [ "$port" != "${HTTP[$p]}" ] && role=tcphttp
+    perf_start "$p" "$k" $(path_${p}_srv) $(path_${p}_cli $role)
     timeout $((T + 30)) wrk -t2 -c64 -d"${T}s" --latency "${hdr[@]}" "$@" \
         "http://127.0.0.1:$port/" >"$f" 2>&1
+    perf_stop "$p" "$k"
     read -r rps p50 p99 err <<<"$($PY "$HERE/report.py" wrk "$f")"
     put "$p" "$k.rps" "$rps"; put "$p" "$k.p50" "$p50"; put "$p" "$k.p99" "$p99"
     put "$p" "$k.err" "$err"
