@@ -70,6 +70,7 @@ typedef struct {
 /* a bind of this session, as this worker knows it */
 struct ngx_tunnel_tunnel_s {
     ngx_queue_t                   queue;        /* session->tunnels */
+    ngx_pool_t                   *pool;         /* its own: freed on unbind */
     ngx_tunnel_session_t         *session;
     ngx_tunnel_member_t          *member;
     ngx_tunnel_listener_t        *listener;
@@ -123,6 +124,7 @@ struct ngx_tunnel_session_s {
     uint32_t                      ctl_id;       /* control stream */
     ngx_buf_t                    *ctl_in;       /* a message being read */
     ngx_buf_t                    *stash;        /* input not yet taken */
+    ngx_buf_t                     stash_buf;    /* stash points here */
 
     ngx_event_t                   timer;        /* hello, pings, drain */
     ngx_msec_t                    last_input;

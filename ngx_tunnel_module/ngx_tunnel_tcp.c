@@ -43,7 +43,7 @@ ngx_tunnel_tcp_listen(ngx_tunnel_tunnel_t *t)
     ts = t->session;
     log = ts->connection->log;
 
-    ls = ngx_pcalloc(ts->connection->pool, sizeof(ngx_tunnel_listener_t));
+    ls = ngx_pcalloc(t->pool, sizeof(ngx_tunnel_listener_t));
     if (ls == NULL) {
         return NGX_ERROR;
     }

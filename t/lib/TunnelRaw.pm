@@ -227,7 +227,8 @@ sub _frames {
         my ($v, $type, $flags, $id, $len) = unpack('CCnNN', $self->{in});
         my $size = 12 + ($type == DATA ? $len : 0);
         last if length $self->{in} < $size;
-        my $payload = substr($self->{in}, 12, $size - 12);
+        my $payload = $type == DATA && ($id == 1 || $self->{keep_data})
+            ? substr($self->{in}, 12, $size - 12) : '';
         substr($self->{in}, 0, $size) = '';
 
         push @{$self->{frames}}, [$type, $flags, $id, $len]
