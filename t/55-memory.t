@@ -26,7 +26,7 @@ use TunnelTest;
 use TunnelService qw(connect_tcp vm_rss workers);
 use TunnelRaw qw(frame data_frame msg PING SYN);
 
-my $t = TunnelTest->new->plan(12);
+my $t = TunnelTest->new->plan(14);
 
 my $KiB = 1024;
 my $STREAMS = 1000;
@@ -195,6 +195,58 @@ for my $s (@pub) {
     $gone++ if defined $n ? $n == 0 : !$!{EAGAIN};
 }
 is($gone, $STREAMS, 'the client gone: every public connection is closed');
+close $_ for @pub;
+
+### a client that reads nothing at all
+
+# Its socket fills; nginx's queue for it is bounded (512 KiB), and it reads
+# the public connections no faster than that drains: not at all.
+
+my $deaf = TunnelRaw->session($reg, token => $TOKEN);
+my $db = $deaf && $deaf->bind('tcp');
+my $dport = $db && $db->{port};
+ok($dport, "a raw client that will read nothing has port $dport");
+$deaf->{pong} = 0;
+
+sleep 0.5;
+my $rss4 = vm_rss($worker);
+my $peak4 = $rss4;
+
+@pub = grep { $_ } map { connect_tcp($dport) } 1 .. 200;
+$_->blocking(0) for @pub;
+%left = map { $_ => 2 * $PUSH } 0 .. $#pub;
+($pushed, $idle) = (0, 0);
+$deadline = time + 30;
+my $big = 'z' x (2 * $PUSH);
+
+while (%left && time < $deadline && $idle < 20) {
+    my $moved = 0;
+    for my $i (keys %left) {
+        my $n = syswrite($pub[$i], $big, $left{$i});
+        next unless $n;
+        $moved += $n;
+        $left{$i} -= $n;
+        delete $left{$i} if $left{$i} == 0;
+    }
+    $pushed += $moved;
+    my $rss = vm_rss($worker);
+    $peak4 = $rss if $rss > $peak4;
+    $idle = $moved ? 0 : $idle + 1;
+    sleep 0.1 unless $moved;
+}
+
+$grew = $peak4 - $rss4;
+$line = sprintf('a client that reads nothing, 200 public connections '
+    . 'pushing %.0f MiB: worker VmRSS %d KiB before, %d KiB at most '
+    . '(+%d KiB)', $pushed / $KiB / $KiB, $rss4, $peak4, $grew);
+diag($line);
+
+SKIP: {
+    skip "$nginx is built with AddressSanitizer", 1 if $asan;
+    cmp_ok($grew, '<', 16 * $KiB, '  the worker holds less than 16 MiB');
+}
+
+$deaf->close;
 close $_ for @pub;
 
 ### churn
