@@ -519,21 +519,31 @@ TunnelRaw - ngx_tunnel's wire protocol by hand, for hostile tests
 
 frame($type, $flags, $id, $len[, $payload]), data_frame($id, $payload
 [, $flags]), msg($type, field => value, ...), parse_msg(\$buf),
-client_hello(sni =>, sni_ext =>, ext =>, ext_len =>),
-probe_start($t, $name, $port, $expect), probe_wait($probe, $n) and
-probe_stop($probe) (returns
-the count of right answers, the wrong ones, the slowest in seconds),
+client_hello(sni =>, sni_ext =>, ext =>, ext_len =>).
+
+probe_start($t, $name, $port, $expect[, ask => sub, interval => s]),
+probe_wait($probe, $n[, $timeout]) and probe_stop($probe) (returns the
+count of right answers, the wrong ones, the slowest in seconds): a process
+that asks a real tunnel for its service all along a test.
+
 bystander_start($t, $name, $port, $kind, token => ...) and
 bystander_stop($b) (returns "first bound\nthen bound\n" if the session
-stayed up).
+stayed up): a raw session that behaves, answering pings, all along.
+
 Constants DATA WINDOW PING GOAWAY SYN ACK FIN RST.
 
 =head1 METHODS
 
-connect($port, timeout =>, pong =>, ack =>), session($port, token =>,
-instance =>, ...), hello(token =>, ...), bind($kind, name =>, port =>),
-send($bytes[, $timeout]), message([$timeout]), pump($seconds),
-closed([$timeout]), close, sock.  Fields: msgs, opened (stream ids the
-server opened), bytes (payload per stream), fin, goaway, eof, error.
+connect($port, timeout =>, pong =>, ack =>, no_credit =>, rcvbuf =>),
+session($port, token =>, instance =>, ...), hello(token =>, ...),
+bind($kind, name =>, port =>), send($bytes[, $timeout]),
+message([$timeout]), pump($seconds), closed([$timeout]), close, sock.
+
+Fields: welcome, msgs, opened (stream ids the server opened), bytes
+(payload per stream), data_bytes, fin, goaway (its code), eof, error.
+A session answers pings (pong), accepts the streams nginx opens with an
+ACK that leaves their window at 256 KiB (ack), and gives the control
+stream's window back as it reads (unless no_credit); it never gives
+window back on any other stream.
 
 =cut
