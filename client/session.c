@@ -33,7 +33,9 @@ typedef enum {
     S_CONNECTING = 0,
     S_HELLO,                      /* hello sent, waiting for welcome */
     S_ONLINE,
-    S_LEAVING                     /* replaced, or we are quitting */
+    S_MOVING,                     /* asked to move: serves on until the
+                                     next session has bound every name */
+    S_LEAVING                     /* go-away sent: ends with its streams */
 } session_state_e;
 
 
@@ -49,7 +51,9 @@ struct session_s {
 
     uint32_t          tid[MAX_TUNNELS];   /* tunnel ids of this session */
     unsigned          binds_pending;
-    int               replacement;        /* the old one leaves after us */
+    session_t        *older;              /* cl->old: the next older one */
+    int               refused;            /* a bind: "shutting down" */
+    int               released;           /* moved: its names unbound */
 
     uint64_t          started;
     uint64_t          welcomed;
@@ -93,6 +97,9 @@ static void session_bind_all(session_t *s);
 static void session_bound(session_t *s, tunnel_msg_t *m);
 static void session_bind_error(session_t *s, tunnel_msg_t *m);
 static void session_replace(session_t *s);
+static void session_release_old(client_t *cl);
+static void session_unbind_all(session_t *s);
+static void session_leave_old(client_t *cl);
 static void client_reconnect(void *data);
 static void client_schedule(client_t *cl, const char *why);
 static void client_check_done(client_t *cl);
@@ -148,11 +155,6 @@ client_connect(client_t *cl)
     s->timer.handler = session_timer;
     s->timer.data = s;
 
-    if (cl->active) {
-        /* make-before-break: the current one goes once we are bound */
-        s->replacement = 1;
-    }
-
     cl->active = s;
 
     snprintf(cl->status, sizeof(cl->status), "connecting");
@@ -168,6 +170,7 @@ client_connect(client_t *cl)
         snprintf(why, sizeof(why), "%s", s->conn.error);
         cl->active = NULL;
         session_free(s);
+        session_leave_old(cl);
         client_schedule(cl, why);
         return;
     }
@@ -457,6 +460,7 @@ session_timer(void *data)
                      SESSION_CONNECT_TIMEOUT / 1000);
         break;
 
+    case S_MOVING:
     case S_LEAVING:
         s->dead = 1;
         snprintf(s->why, sizeof(s->why), "left with %u connections open",
@@ -510,14 +514,18 @@ session_fail(session_t *s, const char *fmt, ...)
 static void
 session_end(session_t *s)
 {
-    client_t  *cl;
-    int        was_active, i;
+    client_t   *cl;
+    session_t **pp;
+    int         was_active, i;
 
     cl = s->cl;
     was_active = (cl->active == s);
 
-    if (cl->old == s) {
-        cl->old = NULL;
+    for (pp = &cl->old; *pp; pp = &(*pp)->older) {
+        if (*pp == s) {
+            *pp = s->older;
+            break;
+        }
     }
 
     if (was_active) {
@@ -530,9 +538,14 @@ session_end(session_t *s)
         if (s->welcomed && loop_now() - s->welcomed >= SESSION_STABLE) {
             cl->attempts = 0;
         }
+
+        if (s->state == S_CONNECTING) {
+            session_leave_old(cl);
+        }
     }
 
-    if (s->state != S_LEAVING) {
+    /* a moved session that the server closes once it is empty: as planned */
+    if (s->state != S_LEAVING && (s->state != S_MOVING || s->nfwds)) {
         view_event(cl, was_active ? LOG_ERROR : LOG_INFO, "disconnected",
                    NULL, "session %s ended: %s",
                    s->id[0] ? s->id : "(new)", s->why);
@@ -867,9 +880,9 @@ session_bound(session_t *s, tunnel_msg_t *m)
     view_event(cl, first ? LOG_INFO : LOG_DEBUG, "bound", t,
                "%s -> %s", t->url, t->label);
 
-    if (s->binds_pending == 0 && s->replacement && cl->old) {
-        /* every name is here now: the old session may go */
-        session_go_away(cl->old);
+    if (s->binds_pending == 0 && s == cl->active && !s->refused) {
+        /* every name is here now: the old sessions may go */
+        session_release_old(cl);
     }
 
     view_redraw(cl);
@@ -893,6 +906,19 @@ session_bind_error(session_t *s, tunnel_msg_t *m)
 
     t = &cl->opt->tunnels[m->request_id - 1];
     s->binds_pending--;
+
+    if (m->code == TUNNEL_E_SHUTDOWN || s != cl->active) {
+        /*
+         * The session landed in a worker that is quitting (or has been
+         * asked to move since): its go-away is on the way, and the next
+         * session binds the name.
+         */
+        s->refused = 1;
+        view_event(cl, LOG_DEBUG, "bind-later", t,
+                   "%s: %.*s; binding it in the next session", t->label,
+                   (int) m->message.len, (const char *) m->message.data);
+        return;
+    }
 
     switch (m->code) {
     case TUNNEL_E_NAME_TAKEN:
@@ -929,13 +955,17 @@ session_bind_error(session_t *s, tunnel_msg_t *m)
         return;
     }
 
-    if (s->binds_pending == 0 && s->replacement && cl->old) {
-        session_go_away(cl->old);
+    if (s->binds_pending == 0 && !s->refused) {
+        session_release_old(cl);
     }
 }
 
 
-/* the server is going away: a new session now, this one drains */
+/*
+ * The server is going away: a new session now; this one serves its streams,
+ * and new ones the server still routes to it, until the new one has bound
+ * every name (nginx may reload again meanwhile: older ones wait as well).
+ */
 static void
 session_replace(session_t *s)
 {
@@ -947,39 +977,71 @@ session_replace(session_t *s)
         return;
     }
 
-    if (cl->old && s->nfwds == 0) {
-        /*
-         * Our new session landed in a worker that is quitting too (nginx
-         * reloads its workers one by one).  It carries nothing: it goes,
-         * and the older one drains its connections on until the next
-         * session has bound every name.
-         */
-        cl->active = NULL;
-        session_go_away(s);
-        client_connect(cl);
-
-        if (cl->active) {
-            cl->active->replacement = 1;
-        }
-
-        return;
-    }
-
-    if (cl->old) {
-        /* a third one in a row: the oldest goes now */
-        cl->old->dead = 1;
-        snprintf(cl->old->why, sizeof(cl->old->why), "replaced");
-
-        if (!cl->old->in_mux) {
-            session_end(cl->old);
-        }
-    }
-
+    s->state = S_MOVING;
+    s->older = cl->old;
     cl->old = s;
-    s->state = S_LEAVING;
     loop_timer(cl->loop, &s->timer, SESSION_LEAVE_GRACE);
 
     client_connect(cl);
+}
+
+
+/*
+ * The active session is bound: those it replaced give their names up.  Not
+ * a go-away: that would refuse the streams the server opened before it saw
+ * the names move, and may still be on their way.  The server closes each
+ * once its streams are done.
+ */
+static void
+session_release_old(client_t *cl)
+{
+    session_t  *s;
+
+    for (s = cl->old; s; s = s->older) {
+        session_unbind_all(s);
+    }
+}
+
+
+/*
+ * The server cannot be reached at all (nginx closes its ports when it
+ * stops, not when it reloads), or we quit: the sessions that wait for a
+ * successor leave once their streams are done.
+ */
+static void
+session_leave_old(client_t *cl)
+{
+    session_t  *s;
+
+    for (s = cl->old; s; s = s->older) {
+        session_go_away(s);
+    }
+}
+
+
+static void
+session_unbind_all(session_t *s)
+{
+    int           i;
+    tunnel_msg_t  m;
+
+    if (s->state != S_MOVING || s->released || s->dead) {
+        return;
+    }
+
+    s->released = 1;
+
+    for (i = 0; i < s->cl->opt->ntunnels; i++) {
+        if (s->tid[i] == 0) {
+            continue;
+        }
+
+        /* s->tid stays: a stream still on its way is served */
+        memset(&m, 0, sizeof(m));
+        m.type = TUNNEL_UNBIND;
+        m.tunnel_id = s->tid[i];
+        session_send(s, &m);
+    }
 }
 
 
@@ -1059,9 +1121,7 @@ client_quit(client_t *cl, int code)
         }
     }
 
-    if (cl->old) {
-        session_go_away(cl->old);
-    }
+    session_leave_old(cl);
 
     client_check_done(cl);
 }
@@ -1121,7 +1181,7 @@ on_fin(yamux_session_t *mux, uint32_t id, void *sd)
     s = yamux_session_data(mux);
 
     if (id == s->ctl) {
-        if (s->state != S_LEAVING) {
+        if (s->state != S_LEAVING && s->state != S_MOVING) {
             session_fail(s, "the server closed the control stream");
         }
 
@@ -1154,7 +1214,9 @@ on_closed(yamux_session_t *mux, uint32_t id, void *sd, yamux_close_e how)
     s = yamux_session_data(mux);
 
     if (id == s->ctl) {
-        if (s->state != S_LEAVING || how != YAMUX_CLOSED_NORMAL) {
+        if ((s->state != S_LEAVING && s->state != S_MOVING)
+            || how != YAMUX_CLOSED_NORMAL)
+        {
             session_fail(s, "the server closed the control stream");
         }
 
