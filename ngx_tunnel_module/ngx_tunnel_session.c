@@ -85,6 +85,8 @@ static ngx_uint_t ngx_tunnel_bind_name(ngx_tunnel_session_t *ts,
 static ngx_uint_t ngx_tunnel_bind_port(ngx_tunnel_session_t *ts,
     ngx_tunnel_tunnel_t *t, tunnel_msg_t *m, ngx_str_t *why);
 static void ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static void ngx_tunnel_tunnel_release(ngx_tunnel_session_t *ts,
+    ngx_tunnel_tunnel_t *t);
 static void ngx_tunnel_tunnel_free(ngx_tunnel_session_t *ts,
     ngx_tunnel_tunnel_t *t);
 static ngx_int_t ngx_tunnel_url(ngx_tunnel_session_t *ts,
@@ -1546,6 +1548,17 @@ ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
             ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
                           "tunnel: session %016xL unbound %s tunnel %uD",
                           ts->id, tunnel_kind_name(t->kind), t->id);
+
+            if (ts->draining) {
+                /*
+                 * Its client has bound it in a new session.  Connections
+                 * routed here before that may still come, handed over by
+                 * other workers: they are served while the session lasts.
+                 */
+                ngx_tunnel_tunnel_release(ts, t);
+                return;
+            }
+
             ngx_queue_remove(q);
             ngx_tunnel_tunnel_free(ts, t);
             return;
@@ -1557,14 +1570,36 @@ ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 static void
 ngx_tunnel_tunnel_free(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t)
 {
+    ngx_tunnel_tunnel_release(ts, t);
+    ngx_destroy_pool(t->pool);
+}
+
+
+/* its port and its place in the registry go; the tunnel itself stays */
+static void
+ngx_tunnel_tunnel_release(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t)
+{
+    ngx_queue_t          *q;
+    ngx_tunnel_stream_t  *bs;
+
     ngx_tunnel_tcp_close(t);
 
     if (t->member) {
+        /* its open connections go on, but count into the member no more */
+        for (q = ngx_queue_head(&ts->streams);
+             q != ngx_queue_sentinel(&ts->streams);
+             q = ngx_queue_next(q))
+        {
+            bs = ngx_queue_data(q, ngx_tunnel_stream_t, queue);
+
+            if (bs->member == t->member) {
+                bs->member = NULL;
+            }
+        }
+
         ngx_tunnel_registry_unbind(ts->zone, t->member);
         t->member = NULL;
     }
-
-    ngx_destroy_pool(t->pool);
 }
 
 
