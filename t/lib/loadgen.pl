@@ -168,7 +168,7 @@ sub echo {
         my $allowed = $rate ? int((time - $began) * $rate) + 16384 : $size;
         if (length $out < 65536 && $sent < $size && $sent < $allowed) {
             my $k = $size - $sent;
-            $k = 65536 if $k > 65536;
+            $k = 65536 - $sent % 65536 if $k > 65536 - $sent % 65536;
             $k = $allowed - $sent if $k > $allowed - $sent;
             my $blk = data_block($seed, int($sent / 65536));
             $out .= substr($blk, $sent % 65536, $k);
