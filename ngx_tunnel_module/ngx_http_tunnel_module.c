@@ -71,7 +71,7 @@ static void ngx_http_tunnel_idle_handler(ngx_event_t *ev);
 static void ngx_http_tunnel_idle_close(ngx_http_tunnel_cache_t *item);
 static void ngx_http_tunnel_dummy_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_tunnel_respond(ngx_http_tunnel_peer_t *tp,
-    ngx_socket_t fd, ngx_uint_t status, ngx_str_t *text);
+    ngx_socket_t fd, ngx_uint_t status, ngx_str_t *body);
 static void ngx_http_tunnel_responder_handler(ngx_event_t *ev);
 
 static ngx_int_t ngx_http_tunnel_status_handler(ngx_http_request_t *r);
@@ -151,6 +151,9 @@ static ngx_http_variable_t  ngx_http_tunnel_vars[] = {
     { ngx_string("tunnel_session"), NULL, ngx_http_tunnel_variable,
       2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("tunnel_client_addr"), NULL, ngx_http_tunnel_variable,
+      3, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -164,6 +167,13 @@ static ngx_str_t  ngx_http_tunnel_unavailable =
     ngx_string("Tunnel %V is not reachable right now.\n\n"
                "Its client is reconnecting or has too many connections "
                "open. Try again in a moment.\n");
+
+/* the name is kept for a client whose connection broke */
+static ngx_str_t  ngx_http_tunnel_reconnecting =
+    ngx_string("Tunnel %V is reconnecting: its client lost its connection "
+               "%M s ago.\n\n"
+               "The name is kept for it for %M s more. Try again in a "
+               "moment.\n");
 
 
 /* the balancer */
@@ -272,12 +282,13 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
 
     u_char                *p;
     ngx_int_t              rc;
-    ngx_str_t              text;
+    ngx_str_t              body;
     ngx_uint_t             status;
     ngx_socket_t           fd;
     ngx_shm_zone_t        *zone;
     ngx_connection_t      *c, *client;
     ngx_tunnel_handoff_t   h;
+    u_char                 text[512];
 
     zone = ngx_tunnel_zone();
 
@@ -309,7 +320,7 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
             pc->tries = ngx_max(tp->route.nmembers, 1);
         }
 
-    } else if (rc == NGX_BUSY) {
+    } else if (rc == NGX_BUSY || rc == NGX_AGAIN) {
         status = NGX_HTTP_BAD_GATEWAY;
 
     } else {
@@ -388,11 +399,40 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
         c->log_error = pc->log_error;
     }
 
-    text.data = (status == NGX_HTTP_NOT_FOUND)
-                ? ngx_http_tunnel_not_found.data
-                : ngx_http_tunnel_unavailable.data;
+    body.data = text;
 
-    if (ngx_http_tunnel_respond(tp, fd, status, &text) != NGX_OK) {
+    if (status == NGX_HTTP_NOT_FOUND) {
+        ngx_log_error(NGX_LOG_INFO, tp->request->connection->log, 0,
+                      "tunnel_route: no tunnel for \"%V\"", &tp->key);
+
+        p = ngx_snprintf(text, sizeof(text),
+                         (char *) ngx_http_tunnel_not_found.data, &tp->key);
+
+    } else if (rc == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_INFO, tp->request->connection->log, 0,
+                      "tunnel_route: \"%V\" is reconnecting: its client "
+                      "lost its connection %M ms ago", &tp->key,
+                      tp->route.lost);
+
+        /* rounded so that the two add up to the grace */
+        p = ngx_snprintf(text, sizeof(text),
+                         (char *) ngx_http_tunnel_reconnecting.data,
+                         &tp->key, tp->route.lost / 1000,
+                         (tp->route.grace_left + 999) / 1000);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, tp->request->connection->log, 0,
+                      "tunnel_route: tunnel unreachable for \"%V\"",
+                      &tp->key);
+
+        p = ngx_snprintf(text, sizeof(text),
+                         (char *) ngx_http_tunnel_unavailable.data,
+                         &tp->key);
+    }
+
+    body.len = p - text;
+
+    if (ngx_http_tunnel_respond(tp, fd, status, &body) != NGX_OK) {
         ngx_close_connection(c);
         return NGX_ERROR;
     }
@@ -585,16 +625,12 @@ ngx_http_tunnel_dummy_handler(ngx_event_t *ev)
  */
 static ngx_int_t
 ngx_http_tunnel_respond(ngx_http_tunnel_peer_t *tp, ngx_socket_t fd,
-    ngx_uint_t status, ngx_str_t *text)
+    ngx_uint_t status, ngx_str_t *body)
 {
-    u_char            *p, *body;
-    size_t             len;
+    u_char            *p;
     ssize_t            n;
     ngx_connection_t  *c;
     u_char             buf[1024];
-
-    body = ngx_snprintf(buf + 512, 512, (char *) text->data, &tp->key);
-    len = body - (buf + 512);
 
     p = ngx_snprintf(buf, 512,
                      "HTTP/1.1 %ui %s\r\n"
@@ -605,16 +641,9 @@ ngx_http_tunnel_respond(ngx_http_tunnel_peer_t *tp, ngx_socket_t fd,
                      status,
                      status == NGX_HTTP_NOT_FOUND ? "Not Found"
                                                   : "Bad Gateway",
-                     len);
+                     body->len);
 
-    ngx_memmove(p, buf + 512, len);
-    p += len;
-
-    ngx_log_error(NGX_LOG_INFO, tp->request->connection->log, 0,
-                  "tunnel_route: %s for \"%V\"",
-                  status == NGX_HTTP_NOT_FOUND ? "no tunnel"
-                                               : "tunnel unreachable",
-                  &tp->key);
+    p = ngx_cpymem(p, body->data, ngx_min(body->len, 512));
 
     /* a socketpair takes this much at once */
     n = send(fd, buf, p - buf, 0);
@@ -777,6 +806,11 @@ ngx_http_tunnel_variable(ngx_http_request_t *r,
     case 0:
         v->data = tp->key.data;
         v->len = tp->key.len;
+        break;
+
+    case 3:
+        v->data = tp->route.addr;
+        v->len = tp->route.addr_len;
         break;
 
     default:

@@ -50,6 +50,9 @@ static char *ngx_stream_tunnel_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_tunnel_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_stream_tunnel_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static size_t ngx_stream_tunnel_url_max(ngx_str_t *tpl, ngx_str_t *domain);
 
 
 static ngx_conf_num_bounds_t  ngx_stream_tunnel_streams_bounds = {
@@ -127,6 +130,20 @@ static ngx_command_t  ngx_stream_tunnel_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_STREAM_SRV_CONF_OFFSET,
       offsetof(ngx_stream_tunnel_srv_conf_t, drain_timeout),
+      NULL },
+
+    { ngx_string("tunnel_reconnect_grace"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_tunnel_msec,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_tunnel_srv_conf_t, reconnect_grace),
+      NULL },
+
+    { ngx_string("tunnel_idle_timeout"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_stream_tunnel_msec,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_tunnel_srv_conf_t, idle_timeout),
       NULL },
 
     { ngx_string("tunnel_window"),
@@ -372,9 +389,19 @@ ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s)
 
     for (attempt = 0; attempt < 2; attempt++) {
 
-        if (ngx_tunnel_registry_route(tmcf->zone, h.kind, &key, 0, &route)
-            != NGX_OK)
-        {
+        rc = ngx_tunnel_registry_route(tmcf->zone, h.kind, &key, 0, &route);
+
+        if (rc == NGX_AGAIN) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel_pass: %s tunnel \"%V\" is reconnecting: "
+                          "its client lost its connection %M ms ago, "
+                          "connection closed", tunnel_kind_name(h.kind), &key,
+                          route.lost);
+            ngx_stream_finalize_session(s, NGX_STREAM_BAD_GATEWAY);
+            return;
+        }
+
+        if (rc != NGX_OK) {
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "tunnel_pass: no %s tunnel is online for \"%V\"",
                           tunnel_kind_name(h.kind), &key);
@@ -559,6 +586,8 @@ ngx_stream_tunnel_create_srv_conf(ngx_conf_t *cf)
     conf->handshake_timeout = NGX_CONF_UNSET_MSEC;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->drain_timeout = NGX_CONF_UNSET_MSEC;
+    conf->reconnect_grace = NGX_CONF_UNSET_MSEC;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->window = NGX_CONF_UNSET_SIZE;
     conf->max_streams = NGX_CONF_UNSET_UINT;
     conf->pass_kind = NGX_CONF_UNSET_UINT;
@@ -575,6 +604,7 @@ ngx_stream_tunnel_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_stream_tunnel_srv_conf_t *conf = child;
 
     u_char                         *p;
+    ngx_int_t                       kind;
     ngx_str_t                       addr;
     ngx_stream_tunnel_main_conf_t  *tmcf;
 
@@ -587,6 +617,10 @@ ngx_stream_tunnel_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 10000);
     ngx_conf_merge_msec_value(conf->drain_timeout, prev->drain_timeout,
                               30000);
+    ngx_conf_merge_msec_value(conf->reconnect_grace, prev->reconnect_grace,
+                              10000);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout,
+                              600000);
     ngx_conf_merge_size_value(conf->window, prev->window, 8 * 1024 * 1024);
     ngx_conf_merge_uint_value(conf->max_streams, prev->max_streams, 4096);
     ngx_conf_merge_uint_value(conf->pass_kind, prev->pass_kind,
@@ -648,6 +682,19 @@ ngx_stream_tunnel_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
         p = ngx_cpymem(p, ":$port", 6);
         conf->urls[TUNNEL_KIND_TCP].len = p - conf->urls[TUNNEL_KIND_TCP].data;
+    }
+
+    /* status keeps each URL whole */
+    for (kind = TUNNEL_KIND_HTTP; kind <= TUNNEL_KIND_TCP; kind++) {
+        if (ngx_stream_tunnel_url_max(&conf->urls[kind], &conf->domain)
+            > NGX_TUNNEL_URL_MAX)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tunnel_url %s \"%V\" can make URLs longer "
+                               "than %d bytes", tunnel_kind_name(kind),
+                               &conf->urls[kind], NGX_TUNNEL_URL_MAX);
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (conf->window < YAMUX_INITIAL_WINDOW || conf->window > 0x7fffffff) {
@@ -929,6 +976,76 @@ ngx_stream_tunnel_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     tscf->urls[kind] = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The longest URL a template can give: each $name a name of 253 bytes,
+ * each $port 5 digits, as ngx_tunnel_url() expands them.
+ */
+static size_t
+ngx_stream_tunnel_url_max(ngx_str_t *tpl, ngx_str_t *domain)
+{
+    u_char  *s, *end;
+    size_t   len;
+
+    len = 0;
+    s = tpl->data;
+    end = tpl->data + tpl->len;
+
+    while (s < end) {
+        if (end - s >= 5 && ngx_strncmp(s, "$name", 5) == 0) {
+            len += NGX_TUNNEL_NAME_MAX;
+            s += 5;
+
+        } else if (end - s >= 5 && ngx_strncmp(s, "$port", 5) == 0) {
+            len += sizeof("65535") - 1;
+            s += 5;
+
+        } else if (end - s >= 7 && ngx_strncmp(s, "$domain", 7) == 0) {
+            len += domain->len;
+            s += 7;
+
+        } else {
+            len++;
+            s++;
+        }
+    }
+
+    return len;
+}
+
+
+/* tunnel_reconnect_grace, tunnel_idle_timeout: a time, 0 for none */
+static char *
+ngx_stream_tunnel_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_msec_t  *msp;
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_parse_time(&value[1], 0);
+
+    if (n == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V \"%V\": a time such as 10s or 5m is "
+                           "expected, or 0 for none", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *msp = (ngx_msec_t) n;
 
     return NGX_CONF_OK;
 }

@@ -28,6 +28,7 @@
 #define NGX_TUNNEL_ACCOUNT_MAX    64
 #define NGX_TUNNEL_INSTANCE_MAX   64
 #define NGX_TUNNEL_ADDR_MAX       NGX_SOCKADDR_STRLEN
+#define NGX_TUNNEL_URL_MAX        1024  /* a public URL, as "bound" says */
 
 
 /* tokens: ngx_tunnel_tokens.c */
@@ -111,6 +112,17 @@ typedef struct {
     ngx_uint_t                 tunnels;
     ngx_uint_t                 draining;    /* go-away sent */
 
+    /*
+     * A session whose connection broke (no go-away) keeps its names and
+     * ports for its token until lost_at + grace: its client is
+     * reconnecting.  ngx_current_msec is monotonic and the same in every
+     * worker.
+     */
+    ngx_msec_t                 grace;       /* tunnel_reconnect_grace */
+    ngx_uint_t                 lost;
+    ngx_msec_t                 lost_at;
+    time_t                     lost_since;  /* for status */
+
     ngx_atomic_t               streams;     /* open now */
     ngx_atomic_t               streams_total;
     ngx_atomic_t               bytes_in;    /* from public peers */
@@ -163,6 +175,10 @@ struct ngx_tunnel_member_s {
     ngx_atomic_t               bytes_in;
     ngx_atomic_t               bytes_out;
 
+    u_char                    *url;         /* as "bound" told it, or
+                                               NULL; slab memory */
+    size_t                     url_len;
+
     in_port_t                  port;        /* tcp */
     size_t                     len;         /* http, tls: the name, kept */
     u_char                     name[1];     /* for status once replaced */
@@ -195,6 +211,11 @@ typedef struct {
     ngx_uint_t                 kind;
     ngx_uint_t                 nmembers;    /* the pool's size */
     ngx_tunnel_member_t       *member;      /* only the owner may use it */
+    ngx_msec_t                 lost;        /* NGX_AGAIN: ms since its
+                                               client lost its connection */
+    ngx_msec_t                 grace_left;  /*   and ms of grace left */
+    size_t                     addr_len;    /* the tunnel client's address */
+    u_char                     addr[NGX_TUNNEL_ADDR_MAX];
 } ngx_tunnel_route_t;
 
 
@@ -205,6 +226,7 @@ typedef struct {
     ngx_str_t                  instance;
     ngx_str_t                  addr;
     ngx_str_t                  client;
+    ngx_msec_t                 grace;       /* tunnel_reconnect_grace */
 } ngx_tunnel_session_info_t;
 
 
@@ -217,6 +239,18 @@ ngx_tunnel_shm_session_t *ngx_tunnel_registry_session_add(
 
 /* unbinds every member of the session and frees it */
 void ngx_tunnel_registry_session_remove(ngx_shm_zone_t *zone,
+    ngx_tunnel_shm_session_t *s);
+
+/*
+ * The session's connection broke without a go-away (the client was killed,
+ * the network failed, no pong): its names and ports stay bound, routing
+ * nowhere, for its grace, so that its client, reconnecting, finds them
+ * again and no other token takes them meanwhile.  Any session of the same
+ * token takes them over at once; the reaper frees the rest when the grace
+ * ends.  NGX_OK if it is kept so, NGX_DECLINED if it was removed (no grace,
+ * no tunnels).  The caller forgets "s" either way.
+ */
+ngx_int_t ngx_tunnel_registry_session_lose(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s);
 
 /*
@@ -244,6 +278,10 @@ ngx_uint_t ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
     ngx_array_t *busy, uint32_t tunnel_id, ngx_uint_t max_tunnels,
     ngx_tunnel_member_t **member);
 
+/* the public URL of "m" for status, at most NGX_TUNNEL_URL_MAX bytes */
+void ngx_tunnel_registry_set_url(ngx_shm_zone_t *zone,
+    ngx_tunnel_member_t *m, ngx_str_t *url);
+
 /* the streams open now in every session of the token of "s" */
 ngx_uint_t ngx_tunnel_registry_token_streams(ngx_shm_zone_t *zone,
     ngx_tunnel_shm_session_t *s);
@@ -254,15 +292,21 @@ void ngx_tunnel_registry_unbind(ngx_shm_zone_t *zone,
 
 /*
  * Picks the member to serve a name (kind http or tls) or a port (tcp,
- * name NULL), round robin over the pool, skipping members of dead workers
- * and of draining sessions when another member is there.  NGX_DECLINED if
- * the name or port is not bound, NGX_BUSY if it is but no member can serve
- * it (their workers are gone).
+ * name NULL), round robin over the pool, skipping members of dead workers,
+ * of reconnecting sessions, and of draining sessions when another member
+ * is there.  NGX_DECLINED if the name or port is not bound, NGX_AGAIN if
+ * it is kept for a client that is reconnecting (route->lost and
+ * route->grace_left say how long ago and for how long more), NGX_BUSY if no
+ * member can serve it (their workers are gone).
  */
 ngx_int_t ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
     ngx_str_t *name, in_port_t port, ngx_tunnel_route_t *route);
 
-/* removes the sessions of workers that are gone; returns how many */
+/*
+ * Removes the sessions of workers that are gone (or keeps them for their
+ * grace, as if their connection broke) and those whose grace has ended;
+ * returns how many.
+ */
 ngx_uint_t ngx_tunnel_registry_reap(ngx_shm_zone_t *zone, ngx_log_t *log);
 
 #define NGX_TUNNEL_STATUS_JSON        0

@@ -8,6 +8,10 @@
  * read.  Tunnel bytes are written straight from the session's read buffer;
  * only what a slow public peer does not take is kept, and the peer's window
  * is credited as it drains, so that is never more than one window.
+ *
+ * A public socket with no byte either way for tunnel_idle_timeout is
+ * closed and its stream reset.  A socketpair (a balancer's peer) has no
+ * such timer: proxy_read_timeout or proxy_timeout bound it on nginx's side.
  */
 
 
@@ -34,6 +38,9 @@ static void ngx_tunnel_bridge_test_done(ngx_tunnel_stream_t *bs);
 static void ngx_tunnel_bridge_finish(ngx_tunnel_stream_t *bs,
     ngx_uint_t reset);
 static void ngx_tunnel_bridge_post_flush(ngx_tunnel_session_t *ts);
+static ngx_msec_t ngx_tunnel_bridge_idle(ngx_tunnel_session_t *ts,
+    ngx_connection_t *c);
+static void ngx_tunnel_bridge_active(ngx_tunnel_stream_t *bs);
 
 
 /*
@@ -204,6 +211,14 @@ ngx_tunnel_session_connect(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
     c->write->handler = ngx_tunnel_bridge_write_handler;
     c->log->action = "tunnelling";
 
+    /* the read timer is ours from now on (preread_timeout used it) */
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    bs->idle = ngx_tunnel_bridge_idle(ts, c);
+    ngx_tunnel_bridge_active(bs);
+
     ngx_log_debug3(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "tunnel: %V carried by stream %uD of session %016xL",
                    &c->addr_text, bs->id, ts->id);
@@ -295,6 +310,16 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
         }
     }
 
+    if (rev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: no data either way for %M ms "
+                      "(tunnel_idle_timeout), closing the connection and "
+                      "resetting stream %uD of session %016xL", bs->idle,
+                      bs->id, ts->id);
+        ngx_tunnel_bridge_finish(bs, 1);
+        return;
+    }
+
     if (bs->preread) {
         if (ngx_tunnel_bridge_preread(bs) != NGX_OK) {
             ngx_tunnel_bridge_post_flush(ts);
@@ -339,6 +364,7 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
         }
 
         yamux_stream_commit(ts->mux, bs->id, n);
+        ngx_tunnel_bridge_active(bs);
 
         (void) ngx_atomic_fetch_add(&ts->sh->bytes_in, n);
 
@@ -400,6 +426,8 @@ ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
 
     c = bs->connection;
     ts = bs->session;
+
+    ngx_tunnel_bridge_active(bs);
 
     (void) ngx_atomic_fetch_add(&ts->sh->bytes_out, n);
 
@@ -527,6 +555,10 @@ ngx_tunnel_bridge_write_handler(ngx_event_t *wev)
 
         if (bs->out == NULL) {
             bs->last_out = &bs->out;
+        }
+
+        if (sent) {
+            ngx_tunnel_bridge_active(bs);
         }
 
         if (!bs->closed && sent) {
@@ -702,5 +734,39 @@ ngx_tunnel_bridge_post_flush(ngx_tunnel_session_t *ts)
 {
     if (!ts->closing) {
         ngx_post_event(ts->connection->write, &ngx_posted_events);
+    }
+}
+
+
+/* tunnel_idle_timeout for a public socket, 0 for a socketpair */
+static ngx_msec_t
+ngx_tunnel_bridge_idle(ngx_tunnel_session_t *ts, ngx_connection_t *c)
+{
+    socklen_t       len;
+    ngx_sockaddr_t  sa;
+
+    if (ts->conf->idle_timeout == 0) {
+        return 0;
+    }
+
+    /* one handed over by another worker may be either */
+    len = sizeof(ngx_sockaddr_t);
+
+    if (getsockname(c->fd, &sa.sockaddr, &len) == -1
+        || sa.sockaddr.sa_family == AF_UNIX)
+    {
+        return 0;
+    }
+
+    return ts->conf->idle_timeout;
+}
+
+
+/* bytes went one way or the other: the idle time starts again */
+static void
+ngx_tunnel_bridge_active(ngx_tunnel_stream_t *bs)
+{
+    if (bs->idle) {
+        ngx_add_timer(bs->connection->read, bs->idle);
     }
 }

@@ -16,6 +16,11 @@
  * one token (the entry's owner).  A member is one tunnel of one session and
  * belongs to that session: it is freed by its worker, or by the reaper once
  * that worker is gone.  Everything is done under the slab mutex.
+ *
+ * A session whose connection broke is "lost": it belongs to no worker any
+ * more, and its members hold their names and ports, routing nowhere, until
+ * another session of the token takes them over or its grace ends (then the
+ * reaper, in any worker, frees it).
  */
 
 
@@ -30,6 +35,12 @@
 #define NGX_TUNNEL_LABEL_LEN      10
 #define NGX_TUNNEL_LABEL_TRIES    8
 
+/* what status says of a tunnel, the best first */
+#define NGX_TUNNEL_STATE_ONLINE        0
+#define NGX_TUNNEL_STATE_DRAINING      1
+#define NGX_TUNNEL_STATE_RECONNECTING  2
+#define NGX_TUNNEL_STATE_REPLACED      3
+
 
 /* what status shows of a session, copied under the mutex */
 typedef struct {
@@ -37,6 +48,8 @@ typedef struct {
     ngx_pid_t                  pid;
     time_t                     since;
     ngx_uint_t                 draining;
+    ngx_uint_t                 lost;
+    time_t                     lost_since;
     ngx_atomic_uint_t          streams;
     ngx_atomic_uint_t          streams_total;
     ngx_atomic_uint_t          bytes_in;
@@ -56,12 +69,14 @@ typedef struct {
     time_t                     since;
     in_port_t                  port;
     ngx_uint_t                 replaced;
+    ngx_uint_t                 state;       /* NGX_TUNNEL_STATE_* */
     ngx_atomic_uint_t          conns;
     ngx_atomic_uint_t          conns_total;
     ngx_atomic_uint_t          bytes_in;
     ngx_atomic_uint_t          bytes_out;
     ngx_str_t                  name;        /* tcp: the port */
     ngx_str_t                  account;
+    ngx_str_t                  url;
 } ngx_tunnel_status_tunnel_t;
 
 
@@ -80,6 +95,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                  name;
     ngx_str_t                  account;
+    ngx_str_t                  url;         /* that of its best member */
+    ngx_uint_t                 state;       /*   and its state */
     ngx_uint_t                 kind;
     ngx_uint_t                 members;
     ngx_atomic_uint_t          conns;
@@ -114,13 +131,16 @@ static ngx_tunnel_member_t *ngx_tunnel_registry_member_add(
     ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s,
     ngx_tunnel_entry_t *e, uint32_t tunnel_id);
 static uint64_t ngx_tunnel_registry_take_over(ngx_tunnel_registry_t *reg,
-    ngx_tunnel_entry_t *e, ngx_tunnel_member_t *m);
+    ngx_tunnel_entry_t *e, ngx_tunnel_member_t *m, ngx_uint_t *lost);
 static void ngx_tunnel_registry_detach(ngx_tunnel_registry_t *reg,
     ngx_tunnel_member_t *m);
 static void ngx_tunnel_registry_unbind_locked(ngx_tunnel_registry_t *reg,
     ngx_tunnel_member_t *m);
 static void ngx_tunnel_registry_session_remove_locked(
     ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s);
+static ngx_int_t ngx_tunnel_registry_lose_locked(ngx_tunnel_registry_t *reg,
+    ngx_tunnel_shm_session_t *s);
+static ngx_int_t ngx_tunnel_registry_expired(ngx_tunnel_shm_session_t *s);
 static ngx_uint_t ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg,
     ngx_log_t *log);
 static ngx_uint_t ngx_tunnel_registry_token_tunnels(
@@ -152,6 +172,10 @@ static ngx_int_t ngx_libc_cdecl ngx_tunnel_write(ngx_tunnel_writer_t *w,
 
 
 static char  *ngx_tunnel_kind_names[] = { "", "http", "tls", "tcp" };
+
+static char  *ngx_tunnel_state_names[] = {
+    "online", "draining", "reconnecting", "replaced"
+};
 
 
 ngx_int_t
@@ -244,6 +268,7 @@ ngx_tunnel_registry_session_add(ngx_shm_zone_t *zone,
     s->id = ++reg->sh->next_session << 1;
     s->pid = ngx_pid;
     s->since = ngx_time();
+    s->grace = info->grace;
     ngx_queue_init(&s->members);
 
     ngx_memcpy(s->hash, info->hash, NGX_TUNNEL_HASH_LEN);
@@ -289,6 +314,79 @@ ngx_tunnel_registry_session_remove(ngx_shm_zone_t *zone,
 }
 
 
+ngx_int_t
+ngx_tunnel_registry_session_lose(ngx_shm_zone_t *zone,
+    ngx_tunnel_shm_session_t *s)
+{
+    ngx_int_t               rc;
+    ngx_tunnel_registry_t  *reg;
+
+    reg = zone->data;
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    rc = ngx_tunnel_registry_lose_locked(reg, s);
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Members already taken over route nowhere and are freed now; the others
+ * stay.  Its counters of open connections are those of a session that has
+ * none (a dead worker's may be left as they were).
+ */
+static ngx_int_t
+ngx_tunnel_registry_lose_locked(ngx_tunnel_registry_t *reg,
+    ngx_tunnel_shm_session_t *s)
+{
+    ngx_uint_t            n;
+    ngx_queue_t          *q, *next;
+    ngx_tunnel_member_t  *m;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&s->members);
+         q != ngx_queue_sentinel(&s->members);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        m = ngx_queue_data(q, ngx_tunnel_member_t, session_link);
+
+        if (m->entry == NULL) {
+            ngx_tunnel_registry_unbind_locked(reg, m);
+            continue;
+        }
+
+        m->conns = 0;
+        n++;
+    }
+
+    if (n == 0 || s->grace == 0 || s->draining) {
+        ngx_tunnel_registry_session_remove_locked(reg, s);
+        return NGX_DECLINED;
+    }
+
+    s->lost = 1;
+    s->lost_at = ngx_current_msec;
+    s->lost_since = ngx_time();
+    s->streams = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tunnel_registry_expired(ngx_tunnel_shm_session_t *s)
+{
+    return s->lost
+           && (ngx_msec_int_t) (ngx_current_msec - s->lost_at)
+              >= (ngx_msec_int_t) s->grace;
+}
+
+
 static void
 ngx_tunnel_registry_session_remove_locked(ngx_tunnel_registry_t *reg,
     ngx_tunnel_shm_session_t *s)
@@ -317,7 +415,7 @@ ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
 {
     u_char                    *p;
     uint64_t                   replaced;
-    ngx_uint_t                 i, k, n, reaped, code;
+    ngx_uint_t                 i, k, n, reaped, code, lost;
     ngx_queue_t               *q;
     ngx_tunnel_entry_t        *e, *other;
     ngx_tunnel_member_t       *m, *pm;
@@ -453,7 +551,7 @@ again:
     }
 
     /* a reconnected client takes its names over; other instances pool */
-    replaced = ngx_tunnel_registry_take_over(reg, e, m);
+    replaced = ngx_tunnel_registry_take_over(reg, e, m, &lost);
     n = e->nmembers;
 
     ngx_shmtx_unlock(&reg->shpool->mutex);
@@ -461,8 +559,9 @@ again:
     if (replaced) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "tunnel: %s \"%V\" taken over by session %016xL "
-                      "from session %016xL", ngx_tunnel_kind_names[kind],
-                      name, s->id, replaced);
+                      "from session %016xL%s", ngx_tunnel_kind_names[kind],
+                      name, s->id, replaced,
+                      lost ? ", which was reconnecting" : "");
 
     } else {
         ngx_log_debug4(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
@@ -532,7 +631,7 @@ ngx_tunnel_registry_bind_port(ngx_shm_zone_t *zone,
 {
     in_port_t                 port, *bp;
     uint64_t                  replaced;
-    ngx_uint_t                i, j, n, reaped, code;
+    ngx_uint_t                i, j, n, reaped, code, lost;
     ngx_queue_t              *q;
     ngx_tunnel_entry_t       *e;
     ngx_tunnel_member_t      *m, *pm;
@@ -560,7 +659,10 @@ again:
             goto add;
         }
 
-        /* tcp has no pools: only the same client may take a port over */
+        /*
+         * tcp has no pools: only the same client may take a port over, or
+         * the same token one kept for its reconnecting client
+         */
 
         code = 0;
 
@@ -575,8 +677,9 @@ again:
                 pm = ngx_queue_data(q, ngx_tunnel_member_t, link);
 
                 if (pm->session == s
-                    || ngx_tunnel_registry_same_instance(pm->session, s)
-                       != NGX_OK)
+                    || (!pm->session->lost
+                        && ngx_tunnel_registry_same_instance(pm->session, s)
+                           != NGX_OK))
                 {
                     code = TUNNEL_E_PORT_TAKEN;
                     break;
@@ -601,13 +704,14 @@ again:
             goto full;
         }
 
-        replaced = ngx_tunnel_registry_take_over(reg, e, m);
+        replaced = ngx_tunnel_registry_take_over(reg, e, m, &lost);
 
         ngx_shmtx_unlock(&reg->shpool->mutex);
 
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "tunnel: tcp port %d taken over by session %016xL "
-                      "from session %016xL", (int) want, s->id, replaced);
+                      "from session %016xL%s", (int) want, s->id, replaced,
+                      lost ? ", which was reconnecting" : "");
 
         *member = m;
 
@@ -708,7 +812,9 @@ failed:
 
 /*
  * The tunnels a token holds, as far as its limit goes: every binding that
- * still routes, over all the token's sessions but draining ones.  A binding
+ * still routes, over all the token's sessions but draining ones, and those
+ * kept for a reconnecting client (a client that drops its connection again
+ * and again does not hold more names each time).  A binding
  * that a newer session of the same client took over (detached) no longer
  * counts, the newer one does: so however many sessions a client opens with
  * one instance id, they share the limit.
@@ -769,7 +875,9 @@ ngx_tunnel_registry_replaces(ngx_tunnel_entry_t *e,
         pm = ngx_queue_data(q, ngx_tunnel_member_t, link);
 
         if (pm->session != s
-            && ngx_tunnel_registry_same_instance(pm->session, s) == NGX_OK)
+            && (pm->session->lost
+                || ngx_tunnel_registry_same_instance(pm->session, s)
+                   == NGX_OK))
         {
             return 1;
         }
@@ -851,7 +959,47 @@ ngx_tunnel_registry_unbind_locked(ngx_tunnel_registry_t *reg,
     ngx_queue_remove(&m->session_link);
     m->session->tunnels--;
 
+    if (m->url) {
+        ngx_slab_free_locked(reg->shpool, m->url);
+    }
+
     ngx_slab_free_locked(reg->shpool, m);
+}
+
+
+void
+ngx_tunnel_registry_set_url(ngx_shm_zone_t *zone, ngx_tunnel_member_t *m,
+    ngx_str_t *url)
+{
+    u_char                 *p;
+    size_t                  len;
+    ngx_tunnel_registry_t  *reg;
+
+    reg = zone->data;
+    len = ngx_min(url->len, NGX_TUNNEL_URL_MAX);
+
+    if (len == 0) {
+        return;
+    }
+
+    ngx_shmtx_lock(&reg->shpool->mutex);
+
+    p = ngx_slab_alloc_locked(reg->shpool, len);
+
+    if (p) {
+        if (m->url) {
+            ngx_slab_free_locked(reg->shpool, m->url);
+        }
+
+        m->url = ngx_cpymem(p, url->data, len) - len;
+        m->url_len = len;
+    }
+
+    ngx_shmtx_unlock(&reg->shpool->mutex);
+
+    if (p == NULL) {
+        ngx_tunnel_registry_full(zone);
+    }
 }
 
 
@@ -859,11 +1007,13 @@ ngx_int_t
 ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
     ngx_str_t *name, in_port_t port, ngx_tunnel_route_t *route)
 {
-    ngx_uint_t                 i, n, start;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i, n, start, dead;
     ngx_queue_t               *q;
     ngx_tunnel_entry_t        *e;
-    ngx_tunnel_member_t       *m, *pick, *spare;
+    ngx_tunnel_member_t       *m, *pick, *spare, *lost;
     ngx_tunnel_registry_t     *reg;
+    ngx_tunnel_shm_session_t  *s;
 
     reg = zone->data;
 
@@ -895,6 +1045,8 @@ ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
 
     pick = NULL;
     spare = NULL;
+    lost = NULL;
+    dead = 0;
 
     for (i = 0; i < n; i++) {
 
@@ -905,7 +1057,21 @@ ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
         m = ngx_queue_data(q, ngx_tunnel_member_t, link);
         q = ngx_queue_next(q);
 
+        /* kept for a client that is reconnecting: the latest to go says */
+        if (m->session->lost) {
+            if (!ngx_tunnel_registry_expired(m->session)
+                && (lost == NULL
+                    || (ngx_msec_int_t) (m->session->lost_at
+                                         - lost->session->lost_at) > 0))
+            {
+                lost = m;
+            }
+
+            continue;
+        }
+
         if (ngx_tunnel_registry_alive(m->session->pid) != NGX_OK) {
+            dead = 1;
             continue;
         }
 
@@ -929,16 +1095,31 @@ ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
     }
 
     if (pick == NULL) {
+        if (lost) {
+            s = lost->session;
+            route->lost = ngx_current_msec - s->lost_at;
+            route->grace_left = s->grace - route->lost;
+            rc = NGX_AGAIN;
+
+        } else {
+            /* only a grace that has just ended: as good as gone */
+            rc = dead ? NGX_BUSY : NGX_DECLINED;
+        }
+
         ngx_shmtx_unlock(&reg->shpool->mutex);
-        return NGX_BUSY;
+        return rc;
     }
 
-    route->pid = pick->session->pid;
-    route->session_id = pick->session->id;
+    s = pick->session;
+
+    route->pid = s->pid;
+    route->session_id = s->id;
     route->tunnel_id = pick->tunnel_id;
     route->kind = pick->kind;
     route->nmembers = n;
     route->member = pick;
+    route->addr_len = s->addr_len;
+    ngx_memcpy(route->addr, s->addr, s->addr_len);
 
     ngx_shmtx_unlock(&reg->shpool->mutex);
 
@@ -968,12 +1149,17 @@ ngx_tunnel_registry_reap(ngx_shm_zone_t *zone, ngx_log_t *log)
  * A worker that exits normally removes its sessions itself; one that
  * crashed leaves them here.  "kill(pid, 0)" tells whether it is still
  * there; it cannot tell a pid that another process took in the meantime,
- * whose sessions then stay until that process is gone too.
+ * whose sessions then stay until that process is gone too.  A crash broke
+ * the sessions' connections: their names are kept for their grace, as for
+ * any connection that breaks.  Lost sessions belong to no worker: they go
+ * when their grace ends.
  */
 static ngx_uint_t
 ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg, ngx_log_t *log)
 {
-    ngx_uint_t                 n;
+    uint64_t                   id;
+    ngx_pid_t                  pid;
+    ngx_uint_t                 n, tunnels;
     ngx_queue_t               *q, *next;
     ngx_tunnel_shm_session_t  *s;
 
@@ -986,16 +1172,45 @@ ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg, ngx_log_t *log)
         next = ngx_queue_next(q);
         s = ngx_queue_data(q, ngx_tunnel_shm_session_t, queue);
 
+        if (s->lost) {
+            if (!ngx_tunnel_registry_expired(s)) {
+                continue;
+            }
+
+            id = s->id;
+            tunnels = s->tunnels;
+
+            ngx_tunnel_registry_session_remove_locked(reg, s);
+            n++;
+
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tunnel: session %016xL did not come back within "
+                          "tunnel_reconnect_grace, %ui tunnels released",
+                          id, tunnels);
+            continue;
+        }
+
         if (ngx_tunnel_registry_alive(s->pid) == NGX_OK) {
             continue;
         }
 
+        n++;
+        id = s->id;
+        pid = s->pid;
+
+        if (ngx_tunnel_registry_lose_locked(reg, s) == NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tunnel: reaped session %016xL of exited worker "
+                          "%P, its %ui tunnels kept for %M ms for its "
+                          "client to reconnect", id, pid, s->tunnels,
+                          s->grace);
+            continue;
+        }
+
+        /* "s" is gone */
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tunnel: reaped session %016xL of exited worker %P",
-                      s->id, s->pid);
-
-        ngx_tunnel_registry_session_remove_locked(reg, s);
-        n++;
+                      id, pid);
     }
 
     return n;
@@ -1066,6 +1281,8 @@ ngx_tunnel_registry_status(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         ss[ns].pid = s->pid;
         ss[ns].since = s->since;
         ss[ns].draining = s->draining;
+        ss[ns].lost = s->lost;
+        ss[ns].lost_since = s->lost_since;
         ss[ns].streams = s->streams;
         ss[ns].streams_total = s->streams_total;
         ss[ns].bytes_in = s->bytes_in;
@@ -1097,6 +1314,11 @@ ngx_tunnel_registry_status(ngx_shm_zone_t *zone, ngx_pool_t *pool,
             st[nt].since = m->since;
             st[nt].port = m->port;
             st[nt].replaced = (m->entry == NULL);
+            st[nt].state = (m->entry == NULL)
+                           ? NGX_TUNNEL_STATE_REPLACED
+                           : s->lost ? NGX_TUNNEL_STATE_RECONNECTING
+                           : s->draining ? NGX_TUNNEL_STATE_DRAINING
+                           : NGX_TUNNEL_STATE_ONLINE;
             st[nt].conns = m->conns;
             st[nt].conns_total = m->conns_total;
             st[nt].bytes_in = m->bytes_in;
@@ -1120,6 +1342,18 @@ ngx_tunnel_registry_status(ngx_shm_zone_t *zone, ngx_pool_t *pool,
 
                 st[nt].name.len = m->len;
                 ngx_memcpy(st[nt].name.data, m->name, m->len);
+            }
+
+            st[nt].url.len = m->url_len;
+            st[nt].url.data = NULL;
+
+            if (m->url_len) {
+                st[nt].url.data = ngx_pnalloc(pool, m->url_len);
+                if (st[nt].url.data == NULL) {
+                    goto failed;
+                }
+
+                ngx_memcpy(st[nt].url.data, m->url, m->url_len);
             }
 
             nt++;
@@ -1149,7 +1383,9 @@ ngx_tunnel_registry_status(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         }
 
         for (i = 0; i < nt; i++) {
-            if (ngx_tunnel_json_str(pool, &st[i].name) != NGX_OK) {
+            if (ngx_tunnel_json_str(pool, &st[i].name) != NGX_OK
+                || ngx_tunnel_json_str(pool, &st[i].url) != NGX_OK)
+            {
                 return NULL;
             }
         }
@@ -1192,12 +1428,24 @@ ngx_tunnel_status_json(ngx_tunnel_writer_t *w,
                              "\"addr\":\"%V\",\"since\":%T,"
                              "\"streams\":%uA,\"streams_total\":%uA,"
                              "\"bytes_in\":%uA,\"bytes_out\":%uA,"
-                             "\"draining\":%s,\"tunnels\":[",
+                             "\"draining\":%s,\"state\":\"%s\",",
                              i ? "," : "", ss[i].id, ss[i].pid,
                              &ss[i].account, &ss[i].client, &ss[i].addr,
                              ss[i].since, ss[i].streams, ss[i].streams_total,
                              ss[i].bytes_in, ss[i].bytes_out,
-                             ss[i].draining ? "true" : "false")
+                             ss[i].draining ? "true" : "false",
+                             ss[i].lost ? "reconnecting"
+                             : ss[i].draining ? "draining" : "online")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* when its client lost its connection */
+        if ((ss[i].lost
+             ? ngx_tunnel_write(w, 0, "\"lost_since\":%T,\"tunnels\":[",
+                                ss[i].lost_since)
+             : ngx_tunnel_write(w, 0, "\"lost_since\":null,\"tunnels\":["))
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1231,13 +1479,24 @@ ngx_tunnel_status_json(ngx_tunnel_writer_t *w,
                 return NGX_ERROR;
             }
 
+            if ((t->url.data
+                 ? ngx_tunnel_write(w, t->url.len, "\"url\":\"%V\",",
+                                    &t->url)
+                 : ngx_tunnel_write(w, 0, "\"url\":null,"))
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
             if (ngx_tunnel_write(w, 0,
                                  "\"since\":%T,\"conns\":%uA,"
                                  "\"conns_total\":%uA,\"bytes_in\":%uA,"
-                                 "\"bytes_out\":%uA,\"replaced\":%s}",
+                                 "\"bytes_out\":%uA,\"replaced\":%s,"
+                                 "\"state\":\"%s\"}",
                                  t->since, t->conns, t->conns_total,
                                  t->bytes_in, t->bytes_out,
-                                 t->replaced ? "true" : "false")
+                                 t->replaced ? "true" : "false",
+                                 ngx_tunnel_state_names[t->state])
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -1312,12 +1571,22 @@ ngx_tunnel_status_prometheus(ngx_tunnel_writer_t *w,
             gs[ng].name = st[i].name;
             gs[ng].account = st[i].account;
             gs[ng].kind = st[i].kind;
+            gs[ng].url = st[i].url;
+            gs[ng].state = st[i].state;
             ng++;
         }
 
         g = &gs[ng - 1];
 
-        if (!st[i].replaced) {
+        if (st[i].state < g->state
+            || (st[i].state == g->state && g->url.len == 0))
+        {
+            g->state = st[i].state;
+            g->url = st[i].url;
+        }
+
+        /* members that serve: not those taken over or reconnecting */
+        if (st[i].state <= NGX_TUNNEL_STATE_DRAINING) {
             if (g->members++ == 0) {
                 tunnels[g->kind]++;
             }
@@ -1337,7 +1606,8 @@ ngx_tunnel_status_prometheus(ngx_tunnel_writer_t *w,
 
     for (i = 0; i < ng; i++) {
         if (ngx_tunnel_prometheus_str(w->pool, &gs[i].name) != NGX_OK
-            || ngx_tunnel_prometheus_str(w->pool, &gs[i].account) != NGX_OK)
+            || ngx_tunnel_prometheus_str(w->pool, &gs[i].account) != NGX_OK
+            || ngx_tunnel_prometheus_str(w->pool, &gs[i].url) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -1445,6 +1715,29 @@ ngx_tunnel_status_prometheus(ngx_tunnel_writer_t *w,
     }
 
     /* by tunnel: the name, or the port of a tcp tunnel */
+
+    if (ngx_tunnel_write(w, 0,
+            "# HELP ngx_tunnel_info A tunnel's public URL and state "
+            "(online, draining, reconnecting, replaced), as labels.\n"
+            "# TYPE ngx_tunnel_info gauge\n")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ng; i++) {
+        if (ngx_tunnel_write(w, gs[i].name.len + gs[i].account.len
+                                + gs[i].url.len,
+                             "ngx_tunnel_info{tunnel=\"%V\",kind=\"%s\","
+                             "account=\"%V\",url=\"%V\",state=\"%s\"} 1\n",
+                             &gs[i].name, ngx_tunnel_kind_names[gs[i].kind],
+                             &gs[i].account, &gs[i].url,
+                             ngx_tunnel_state_names[gs[i].state])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     if (ngx_tunnel_write(w, 0,
             "# HELP ngx_tunnel_members Sessions serving a tunnel (more than "
@@ -1907,18 +2200,23 @@ ngx_tunnel_registry_member_add(ngx_tunnel_registry_t *reg,
 
 /*
  * Detaches the members of "e" that an older session of the same client
- * instance holds, now that "m" serves in their place.  Their sessions see
- * it as member->entry == NULL.  Returns the id of one such session, or 0.
+ * instance holds, or a session of the token that lost its connection, now
+ * that "m" serves in their place.  Sessions that are there see it as
+ * member->entry == NULL; members of lost sessions are freed, and a lost
+ * session left with none goes too.  Returns the id of one such session, or
+ * 0; "lost" says whether it was a lost one.
  */
 static uint64_t
 ngx_tunnel_registry_take_over(ngx_tunnel_registry_t *reg,
-    ngx_tunnel_entry_t *e, ngx_tunnel_member_t *m)
+    ngx_tunnel_entry_t *e, ngx_tunnel_member_t *m, ngx_uint_t *lost)
 {
-    uint64_t              id;
-    ngx_queue_t          *q, *next;
-    ngx_tunnel_member_t  *pm;
+    uint64_t                   id;
+    ngx_queue_t               *q, *next;
+    ngx_tunnel_member_t       *pm;
+    ngx_tunnel_shm_session_t  *o;
 
     id = 0;
+    *lost = 0;
 
     for (q = ngx_queue_head(&e->members);
          q != ngx_queue_sentinel(&e->members);
@@ -1926,14 +2224,29 @@ ngx_tunnel_registry_take_over(ngx_tunnel_registry_t *reg,
     {
         next = ngx_queue_next(q);
         pm = ngx_queue_data(q, ngx_tunnel_member_t, link);
+        o = pm->session;
 
-        if (pm != m
-            && pm->session != m->session
-            && ngx_tunnel_registry_same_instance(pm->session, m->session)
-               == NGX_OK)
+        if (pm == m
+            || o == m->session
+            || (!o->lost
+                && ngx_tunnel_registry_same_instance(o, m->session)
+                   != NGX_OK))
         {
-            id = pm->session->id;
-            ngx_tunnel_registry_detach(reg, pm);
+            continue;
+        }
+
+        id = o->id;
+        ngx_tunnel_registry_detach(reg, pm);
+
+        if (o->lost) {
+            *lost = 1;
+
+            /* no worker holds a pointer to it any more */
+            ngx_tunnel_registry_unbind_locked(reg, pm);
+
+            if (ngx_queue_empty(&o->members)) {
+                ngx_tunnel_registry_session_remove_locked(reg, o);
+            }
         }
     }
 

@@ -401,6 +401,7 @@ ngx_tunnel_session_read_handler(ngx_event_t *rev)
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "tunnel: session %016xL closed by the client",
                           ts->id);
+            ts->lost = 1;
             ngx_tunnel_session_close(ts);
             return;
         }
@@ -543,6 +544,7 @@ ngx_tunnel_session_flush(ngx_tunnel_session_t *ts)
 
     if (ngx_tunnel_session_send(ts) == NGX_ERROR) {
         c->error = 1;
+        ts->lost = 1;
         ngx_tunnel_session_close(ts);
         return;
     }
@@ -687,6 +689,7 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
                           "for %M ms", ts->id, silent);
         }
 
+        ts->lost = 1;
         ngx_tunnel_session_close(ts);
         return;
     }
@@ -798,7 +801,24 @@ ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
     }
 
     if (ts->sh) {
-        ngx_tunnel_registry_session_remove(ts->zone, ts->sh);
+        /*
+         * A connection that broke (not a client that left, nor a drain,
+         * whose client binds its names elsewhere first): the names wait
+         * for the client to come back.
+         */
+        if (!ts->lost || ts->draining || ts->conf->reconnect_grace == 0) {
+            ngx_tunnel_registry_session_remove(ts->zone, ts->sh);
+
+        } else if (ngx_tunnel_registry_session_lose(ts->zone, ts->sh)
+                   == NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel: session %016xL lost its client: its "
+                          "tunnels are kept for it for %M ms "
+                          "(tunnel_reconnect_grace)", ts->id,
+                          ts->conf->reconnect_grace);
+        }
+
         ts->sh = NULL;
     }
 
@@ -1197,6 +1217,7 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     info.instance = ngx_tunnel_str(c->pool, &m->instance);
     info.addr = c->addr_text;
     info.client = client;
+    info.grace = ts->conf->reconnect_grace;
 
     ts->sh = ngx_tunnel_registry_session_add(ts->zone, &info);
     if (ts->sh == NULL) {
@@ -1306,6 +1327,8 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
         code = TUNNEL_E_INTERNAL;
         goto failed;
     }
+
+    ngx_tunnel_registry_set_url(ts->zone, t->member, &url);
 
     ngx_queue_insert_tail(&ts->tunnels, &t->queue);
 

@@ -38,6 +38,8 @@ typedef struct {
     ngx_msec_t                    handshake_timeout;
     ngx_msec_t                    heartbeat;
     ngx_msec_t                    drain_timeout;
+    ngx_msec_t                    reconnect_grace;
+    ngx_msec_t                    idle_timeout; /* of public connections */
     size_t                        window;
     ngx_uint_t                    max_streams;
 
@@ -90,6 +92,8 @@ typedef struct {
     void                         *data;         /* connection's data */
     ngx_tunnel_done_pt            done;
     uint32_t                      id;
+    ngx_msec_t                    idle;         /* tunnel_idle_timeout, or
+                                                   0 (a socketpair) */
 
     ngx_chain_t                  *out;          /* for the public side */
     ngx_chain_t                 **last_out;
@@ -138,6 +142,7 @@ struct ngx_tunnel_session_s {
     unsigned                      draining:1;
     unsigned                      closing:1;
     unsigned                      in_input:1;
+    unsigned                      lost:1;       /* the connection broke */
 };
 
 

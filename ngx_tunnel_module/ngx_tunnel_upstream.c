@@ -286,6 +286,7 @@ ngx_stream_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_stream_tunnel_peer_t *tp = data;
 
     u_char                *p;
+    ngx_int_t              rc;
     ngx_socket_t           fd;
     ngx_shm_zone_t        *zone;
     ngx_connection_t      *c, *client;
@@ -309,11 +310,21 @@ ngx_stream_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
 
     zone = ngx_tunnel_zone();
 
-    if (zone == NULL || tp->key.len == 0
-        || ngx_tunnel_registry_route(zone, tp->conf->route_kind, &tp->key,
-                                     0, &route)
-           != NGX_OK)
-    {
+    rc = (zone == NULL || tp->key.len == 0)
+         ? NGX_DECLINED
+         : ngx_tunnel_registry_route(zone, tp->conf->route_kind, &tp->key,
+                                     0, &route);
+
+    if (rc == NGX_AGAIN) {
+        ngx_log_error(NGX_LOG_INFO, pc->log, 0,
+                      "tunnel_route: %s tunnel \"%V\" is reconnecting: its "
+                      "client lost its connection %M ms ago",
+                      tunnel_kind_name(tp->conf->route_kind), &tp->key,
+                      route.lost);
+        return NGX_BUSY;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, pc->log, 0,
                       "tunnel_route: no %s tunnel is online for \"%V\"",
                       tunnel_kind_name(tp->conf->route_kind), &tp->key);
