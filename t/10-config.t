@@ -50,6 +50,22 @@ my @bad = (
     [ "tunnel_pass \$ssl_preread_server_name ftp;\n",
       qr/invalid tunnel_pass kind "ftp"/,
       'unknown kind in tunnel_pass' ],
+    [ "tunnel_reconnect_grace soon;\n",
+      qr/invalid tunnel_reconnect_grace "soon": a time such as 10s/,
+      'tunnel_reconnect_grace that is not a time' ],
+    [ "tunnel_reconnect_grace 10s; tunnel_reconnect_grace 20s;\n",
+      qr/"tunnel_reconnect_grace" directive is duplicate/,
+      'tunnel_reconnect_grace twice' ],
+    [ "tunnel_idle_timeout -1;\n",
+      qr/invalid tunnel_idle_timeout "-1": a time such as 10s/,
+      'tunnel_idle_timeout that is not a time' ],
+    [ "tunnel_idle_timeout 5 minutes;\n",
+      qr/invalid number of arguments in "tunnel_idle_timeout"/,
+      'tunnel_idle_timeout with two values' ],
+    [ "tunnel_server on; tunnel_tokens %%TESTDIR%%/tunnel.tokens; "
+      . "tunnel_url http http://\$name.\$name.\$name.\$name.\$name;\n",
+      qr/tunnel_url http "[^"]+" can make URLs longer than 1024 bytes/,
+      'tunnel_url template whose URLs can be too long for status' ],
 );
 
 for my $case (@bad) {
@@ -112,6 +128,8 @@ stream {
         tunnel_tcp_ports 30000-30099;
         tunnel_tcp_address 127.0.0.1;
         tunnel_url http http://$name:8080;
+        tunnel_reconnect_grace 0;
+        tunnel_idle_timeout 1h;
     }
 
     server {

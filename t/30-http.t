@@ -16,14 +16,14 @@ use Test::More;
 use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_request);
 
-my $t = TunnelTest->new->plan(25);
+my $t = TunnelTest->new->plan(26);
 
 $t->write_config(edge_config($t,
     workers => 2,
     http => q{
     log_format tunnel '$host name=$tunnel_name id=$tunnel_id '
-                      'session=$tunnel_session $status $upstream_addr '
-                      'worker=$pid';
+                      'session=$tunnel_session client=$tunnel_client_addr '
+                      '$status $upstream_addr worker=$pid';
     client_max_body_size 64m;
 },
     server => q{
@@ -128,11 +128,13 @@ is($r && $r->{body}, "hello from web: GET /after-head\n",
 
 # the variables, in the access log
 my $line = $t->wait_for_file_match('tunnel.log',
-    qr{^(web\.tun\.test name=\S+ id=\S+ session=\S+ 200 \S+) }m);
+    qr{^(web\.tun\.test name=\S+ id=\S+ session=\S+ client=\S+ 200 \S+) }m);
 like($line // '', qr/ name=web\.tun\.test /, '$tunnel_name in a log_format');
 like($line // '', qr/ id=\d+ /, '$tunnel_id is a number');
 like($line // '', qr/ session=[0-9a-f]{16} /,
     '$tunnel_session is the session id');
+like($line // '', qr/ client=127\.0\.0\.1 /,
+    '$tunnel_client_addr is the address of the tunnel client');
 like($line // '', qr/ tunnel:web\.tun\.test$/,
     '$upstream_addr names the tunnel');
 
@@ -153,5 +155,5 @@ is(scalar keys %workers, 2, 'requests were served by both workers');
 http_request($port, '/', host => 'nobody.tun.test');
 like($t->wait_for_file_match('tunnel.log',
         qr{^(nobody\.tun\.test .*)$}m) // '',
-    qr/^nobody\.tun\.test name=- id=- session=- 404 /,
+    qr/^nobody\.tun\.test name=- id=- session=- client=- 404 /,
     'no tunnel: the variables are empty');

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# tunnel_status: every session and tunnel, with their counters, in JSON and
-# in Prometheus text (?format=prometheus); restricted with allow/deny.
+# tunnel_status: every session and tunnel, with their counters, public URLs
+# and states, in JSON and in Prometheus text (?format=prometheus);
+# restricted with allow/deny.
 
 use strict;
 use warnings;
@@ -17,7 +18,7 @@ use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_connect
     http_send http_request);
 
-my $t = TunnelTest->new->plan(35);
+my $t = TunnelTest->new->plan(40);
 
 $t->write_config(edge_config($t,
     workers => 2,
@@ -83,6 +84,9 @@ is($s->{addr}, '127.0.0.1', '  client address');
 ok(($s->{since} // 0) >= int($started) - 1 && $s->{since} <= time + 1,
     '  connected since (unix time)') or diag($s->{since});
 ok(JSON::PP::is_bool($s->{draining}) && !$s->{draining}, '  not draining');
+is($s->{state}, 'online', '  state: online');
+ok(exists $s->{lost_since} && !defined $s->{lost_since},
+    '  lost_since: null (its connection never broke)');
 ok(($s->{bytes_in} // 0) >= 100000, '  bytes in (from public clients)')
     or diag($s->{bytes_in});
 ok(($s->{bytes_out} // 0) >= 200000, '  bytes out (to public clients)')
@@ -96,6 +100,9 @@ ok(exists $w->{port} && !defined $w->{port}, '  port: null for http');
 ok(($w->{bytes_in} // 0) >= 100000 && ($w->{bytes_out} // 0) >= 200000,
     '  bytes each way') or diag(explain $w);
 ok(($w->{conns_total} // 0) >= 1, '  connections so far');
+is($w->{url}, "http://web.tun.test:$port",
+    '  url: the public URL the client was given (tunnel_url)');
+is($w->{state}, 'online', '  state: online');
 
 my $a = $by_name{'api.tun.test'} // {};
 my $as = $session_of{'api.tun.test'} // {};
@@ -123,6 +130,10 @@ is(join(' ', grep { !$typed{$_} } sort keys %sampled), '',
 like($text, qr/^ngx_tunnel_sessions 2$/m, '  ngx_tunnel_sessions 2');
 like($text, qr/^ngx_tunnel_tunnels\{kind="http"\} 2$/m,
     '  two http tunnels');
+like($text, qr/^ngx_tunnel_info\{tunnel="web\.tun\.test",kind="http",
+    account="tester",url="http:\/\/web\.tun\.test:$port",
+    state="online"\}\ 1$/mx,
+    '  ngx_tunnel_info: the public URL and state as labels');
 my ($in) = $text =~ /^ngx_tunnel_bytes_total
     \{tunnel="web\.tun\.test",[^}]*direction="in"\}\ (\d+)$/mx;
 ok(($in // 0) >= 100000, '  bytes in for web.tun.test') or diag($text);

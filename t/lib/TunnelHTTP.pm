@@ -86,7 +86,8 @@ sub start_http_tunnel {
 # "reg", and an http server on "http" that proxies *.tun.test to the
 # tunnels.  %o: workers (1), http (more text for the http block), server
 # (more text for the http server), location (more text for "location /"),
-# stream (more text for the stream block), status (location /tunnels).
+# stream (more text for the stream block), registration (more text for the
+# registration server), status (location /tunnels).
 sub edge_config {
     my ($t, %o) = @_;
 
@@ -97,6 +98,7 @@ sub edge_config {
     my $server = $o{server} // '';
     my $location = $o{location} // '';
     my $stream = $o{stream} // '';
+    my $registration = $o{registration} // '';
 
     return <<"EOF";
 worker_processes $workers;
@@ -114,6 +116,7 @@ stream {
         tunnel_tokens %%TESTDIR%%/tunnel.tokens;
         tunnel_domain tun.test;
         tunnel_url http http://\$name:%%PORT_http%%;
+$registration
     }
 
 $stream
