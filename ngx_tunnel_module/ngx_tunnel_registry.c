@@ -145,6 +145,8 @@ static ngx_uint_t ngx_tunnel_registry_reap_locked(ngx_tunnel_registry_t *reg,
     ngx_log_t *log);
 static ngx_uint_t ngx_tunnel_registry_token_tunnels(
     ngx_tunnel_registry_t *reg, ngx_tunnel_shm_session_t *s);
+static ngx_uint_t ngx_tunnel_registry_over_limit(ngx_tunnel_registry_t *reg,
+    ngx_tunnel_shm_session_t *s, ngx_uint_t max);
 static ngx_uint_t ngx_tunnel_registry_replaces(ngx_tunnel_entry_t *e,
     ngx_tunnel_shm_session_t *s);
 static ngx_int_t ngx_tunnel_registry_same_instance(
@@ -462,8 +464,7 @@ ngx_tunnel_registry_bind_name(ngx_shm_zone_t *zone,
 
             ngx_shmtx_lock(&reg->shpool->mutex);
 
-            if (max_tunnels
-                && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+            if (ngx_tunnel_registry_over_limit(reg, s, max_tunnels))
             {
                 ngx_str_null(name);
                 code = TUNNEL_E_LIMIT;
@@ -539,7 +540,7 @@ again:
     /* joining a pool is one more tunnel, taking a name over is not */
     if (max_tunnels
         && !ngx_tunnel_registry_replaces(e, s)
-        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+        && ngx_tunnel_registry_over_limit(reg, s, max_tunnels))
     {
         code = TUNNEL_E_LIMIT;
         goto failed;
@@ -578,8 +579,7 @@ add:
 
     /* the mutex is held */
 
-    if (max_tunnels
-        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    if (ngx_tunnel_registry_over_limit(reg, s, max_tunnels))
     {
         ngx_str_null(name);
         code = TUNNEL_E_LIMIT;
@@ -766,8 +766,7 @@ again:
 add:
 
     /* a port taken over (above) is no more tunnels than before */
-    if (max_tunnels
-        && ngx_tunnel_registry_token_tunnels(reg, s) >= max_tunnels)
+    if (ngx_tunnel_registry_over_limit(reg, s, max_tunnels))
     {
         code = TUNNEL_E_LIMIT;
         goto failed;
@@ -814,10 +813,10 @@ failed:
  * The tunnels a token holds, as far as its limit goes: every binding that
  * still routes, over all the token's sessions but draining ones, and those
  * kept for a reconnecting client (a client that drops its connection again
- * and again does not hold more names each time).  A binding
- * that a newer session of the same client took over (detached) no longer
- * counts, the newer one does: so however many sessions a client opens with
- * one instance id, they share the limit.
+ * and again does not hold more names each time, see over_limit()).  A
+ * binding that a newer session of the same client took over (detached) no
+ * longer counts, the newer one does: so however many sessions a client
+ * opens with one instance id, they share the limit.
  */
 static ngx_uint_t
 ngx_tunnel_registry_token_tunnels(ngx_tunnel_registry_t *reg,
@@ -856,6 +855,44 @@ ngx_tunnel_registry_token_tunnels(ngx_tunnel_registry_t *reg,
     }
 
     return n;
+}
+
+
+/*
+ * Whether one tunnel more is beyond the token's limit (0: none).  Names
+ * kept for a reconnecting client of the token count, unless the room is
+ * needed: a client of the token binding other names is back, and they give
+ * way to it.
+ */
+static ngx_uint_t
+ngx_tunnel_registry_over_limit(ngx_tunnel_registry_t *reg,
+    ngx_tunnel_shm_session_t *s, ngx_uint_t max)
+{
+    ngx_uint_t                 n;
+    ngx_queue_t               *q, *next;
+    ngx_tunnel_shm_session_t  *o;
+
+    if (max == 0 || ngx_tunnel_registry_token_tunnels(reg, s) < max) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (q = ngx_queue_head(&reg->sh->sessions);
+         q != ngx_queue_sentinel(&reg->sh->sessions);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        o = ngx_queue_data(q, ngx_tunnel_shm_session_t, queue);
+
+        if (o->lost && ngx_memcmp(o->hash, s->hash, NGX_TUNNEL_HASH_LEN) == 0)
+        {
+            ngx_tunnel_registry_session_remove_locked(reg, o);
+            n++;
+        }
+    }
+
+    return n == 0 || ngx_tunnel_registry_token_tunnels(reg, s) >= max;
 }
 
 

@@ -21,10 +21,11 @@ use TunnelService qw(service command);
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_request
     TOKEN);
 
-my $t = TunnelTest->new->plan(44);
+my $t = TunnelTest->new->plan(47);
 
 my $range = $t->port_range('tcp', 4);
 my $other = 'other-token-0123456789';
+my $one = 'one-tunnel-token-0123456';
 
 $t->write_config(edge_config($t,
     workers => 2,
@@ -65,8 +66,8 @@ $t->write_config(edge_config($t,
 }));
 
 # a second token, after the one edge_config writes
-$t->write_file('tunnel.tokens', TOKEN . " id=tester\n$other id=other\n",
-    0600);
+$t->write_file('tunnel.tokens', TOKEN . " id=tester\n$other id=other\n"
+    . "$one id=one tunnels=1\n", 0600);
 
 $t->run;
 
@@ -273,6 +274,23 @@ is($t->tunnel_url('tcp2'), "tcp://127.0.0.1:$tport",
 like($t->error_log, $re->("\\[info\\] .*tcp port $tport taken over by ",
     'session \w+ from session \w+, which was reconnecting'), '  taken over');
 is(command($tport, 'hello')->{data}, "hello from A\n", '  and it works');
+
+### a token at its limit: what is kept for it gives way to its own binds
+
+my $url1 = start_http_tunnel($t, 'one', $backend, '--token', $one);
+my ($label) = ($url1 // '') =~ m{^http://([a-z0-9]+)\.tun\.test:};
+ok($label, 'a token with tunnels=1: a random name');
+
+$n = $count->($lost);
+$t->kill_process('one', signal => 'KILL');
+$wait_log->($lost, $n);
+
+my $url2 = start_http_tunnel($t, 'one2', $backend, '--token', $one);
+like($url2 // '', qr{^http://(?!$label\.)[a-z0-9]+\.tun\.test:},
+    '  killed, and started again: another random name, not refused by '
+    . 'the limit');
+$r = $get->($label);
+is($r && $r->{status}, 404, '  the first name was let go for it');
 
 ### tunnel_reconnect_grace 0
 
