@@ -286,6 +286,11 @@ ngx_stream_tunnel_handoff_handler(ngx_cycle_t *cycle, ngx_tunnel_handoff_t *h,
     ngx_connection_t      *c;
     ngx_tunnel_session_t  *ts;
 
+    if (h->kind == NGX_TUNNEL_HANDOFF_LISTENER) {
+        ngx_tunnel_tcp_adopt(h, fd, cycle->log);
+        return;
+    }
+
     ts = ngx_tunnel_session_find(h->session_id);
 
     if (ts == NULL) {

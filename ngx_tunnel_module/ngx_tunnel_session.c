@@ -706,17 +706,16 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
 
 
 /*
- * The worker is quitting: our public ports go first, so that the new
- * workers can take them, then the client is asked to reconnect; it opens a
- * new session, binds its names there and leaves this one, which serves its
- * open streams until then.
+ * The worker is quitting: the client is asked to reconnect; it opens a new
+ * session, binds its names there and leaves this one, which serves its open
+ * streams, and the connections still routed to it, until then.  Our public
+ * ports stay open meanwhile: each is handed over to the new session once
+ * the client has bound it there (ngx_tunnel_tcp.c).
  */
 static void
 ngx_tunnel_session_drain(ngx_tunnel_session_t *ts)
 {
-    ngx_queue_t          *q;
-    tunnel_msg_t          m;
-    ngx_tunnel_tunnel_t  *t;
+    tunnel_msg_t  m;
 
     if (ts->draining) {
         return;
@@ -724,14 +723,6 @@ ngx_tunnel_session_drain(ngx_tunnel_session_t *ts)
 
     ts->draining = 1;
     ts->deadline = ngx_current_msec + ts->conf->drain_timeout;
-
-    for (q = ngx_queue_head(&ts->tunnels);
-         q != ngx_queue_sentinel(&ts->tunnels);
-         q = ngx_queue_next(q))
-    {
-        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
-        ngx_tunnel_tcp_close(t);
-    }
 
     if (ts->sh) {
         ts->sh->draining = 1;
@@ -994,9 +985,21 @@ ngx_tunnel_on_go_away(yamux_session_t *mux, uint32_t code, void *ud)
 static void
 ngx_tunnel_session_leave(ngx_tunnel_session_t *ts)
 {
+    ngx_queue_t          *q;
+    ngx_tunnel_tunnel_t  *t;
+
     if (ts->nstreams == 0) {
         ngx_tunnel_session_close(ts);
         return;
+    }
+
+    /* it takes no new stream: its ports go (to a new session, if any) */
+    for (q = ngx_queue_head(&ts->tunnels);
+         q != ngx_queue_sentinel(&ts->tunnels);
+         q = ngx_queue_next(q))
+    {
+        t = ngx_queue_data(q, ngx_tunnel_tunnel_t, queue);
+        ngx_tunnel_tcp_close(t);
     }
 
     if (!ts->draining) {
@@ -1470,8 +1473,9 @@ ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
 {
     in_port_t                      lo, hi, want, *port;
     ngx_int_t                      rc;
-    ngx_uint_t                     code, i;
+    ngx_uint_t                     code, i, held;
     ngx_array_t                    busy;
+    ngx_tunnel_route_t             route;
     ngx_stream_tunnel_srv_conf_t  *conf;
 
     conf = ts->conf;
@@ -1511,6 +1515,13 @@ ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
         return TUNNEL_E_INTERNAL;
     }
 
+    /* held by a session that this client moves from: it hands us the port */
+    held = want
+           && ngx_tunnel_registry_route(ts->zone, TUNNEL_KIND_TCP, NULL, want,
+                                        &route)
+              == NGX_OK
+           && route.session_id != ts->id;
+
     for (i = 0; i < NGX_TUNNEL_BIND_TRIES; i++) {
 
         code = ngx_tunnel_registry_bind_port(ts->zone, ts->sh, want, lo, hi,
@@ -1527,6 +1538,18 @@ ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
 
         if (rc == NGX_OK) {
             return 0;
+        }
+
+        if (rc == NGX_BUSY && held && t->port == want
+            && ngx_tunnel_tcp_wait(t) == NGX_OK)
+        {
+            return 0;
+        }
+
+        if (rc == NGX_BUSY) {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: port %d is used by another program%s",
+                          (int) t->port, want ? "" : ", trying another");
         }
 
         ngx_tunnel_registry_unbind(ts->zone, t->member);

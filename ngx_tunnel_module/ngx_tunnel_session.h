@@ -61,9 +61,11 @@ typedef struct ngx_tunnel_tunnel_s  ngx_tunnel_tunnel_t;
 
 /* the local side of a tcp tunnel's public port */
 typedef struct {
-    ngx_connection_t             *connection;
+    ngx_connection_t             *connection;   /* NULL: waiting for it */
     ngx_tunnel_tunnel_t          *tunnel;
-    ngx_event_t                   retry;        /* re-arm after EMFILE */
+    ngx_event_t                   retry;        /* re-arm after EMFILE, or
+                                                   bind again */
+    ngx_msec_t                    waiting;      /* since, for the socket */
     ngx_sockaddr_t                sockaddr;
     socklen_t                     socklen;
 } ngx_tunnel_listener_t;
@@ -190,9 +192,17 @@ char *ngx_stream_tunnel_route(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* tcp tunnels' public ports (ngx_tunnel_tcp.c) */
 
+/* a listening socket handed over with its port: ngx_tunnel_handoff_t.kind */
+#define NGX_TUNNEL_HANDOFF_LISTENER  0x100
+
 /* NGX_BUSY: the port is taken by another program */
 ngx_int_t ngx_tunnel_tcp_listen(ngx_tunnel_tunnel_t *t);
+/* the port's socket is held by a session it moves from: wait for it */
+ngx_int_t ngx_tunnel_tcp_wait(ngx_tunnel_tunnel_t *t);
+/* closes the port, or hands its socket to the port's new owner */
 void ngx_tunnel_tcp_close(ngx_tunnel_tunnel_t *t);
+void ngx_tunnel_tcp_adopt(ngx_tunnel_handoff_t *h, ngx_socket_t fd,
+    ngx_log_t *log);
 
 
 #endif /* _NGX_TUNNEL_SESSION_H_INCLUDED_ */
