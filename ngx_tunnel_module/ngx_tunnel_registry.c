@@ -1133,8 +1133,10 @@ ngx_tunnel_registry_route(ngx_shm_zone_t *zone, ngx_uint_t kind,
 
     if (pick == NULL) {
         if (lost) {
+            /* another worker's clock may have been read a bit later */
             s = lost->session;
-            route->lost = ngx_current_msec - s->lost_at;
+            route->lost = ngx_max((ngx_msec_int_t) (ngx_current_msec
+                                                    - s->lost_at), 0);
             route->grace_left = s->grace - route->lost;
             rc = NGX_AGAIN;
 
