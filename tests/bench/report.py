@@ -187,9 +187,10 @@ def cmd_table(tsv):
       "1-worker nginx; RSS difference / count. " % meta.get("sessions", "?") +
       "ᴳ connect, [TLS,] hello, bind, bound; %s in a row (regload). "
       % meta.get("reg_n", "?") +
-      "ᶜ nginx stopped (TERM) and started %s times with one client "
-      "attached: from the new master's start to the first 200 through the "
-      "tunnel (nginx itself listens after %s ms, median)."
+      "ᶜ %s rounds, each with a fresh client bound to a 1-worker nginx "
+      "that is stopped (TERM) and started again: from the new master's "
+      "start to the first 200 through the tunnel (nginx itself answers "
+      "after %s ms, median)."
       % (meta.get("reconnect_n", "?"), fmtv(med.get((ref, "listen.median")),
                                              "%.0f")))
 
