@@ -439,7 +439,7 @@ perf_stop() { # path key
 }
 
 iperf_run() { # path key parallel [-R]
-    local p=$1 k=$2 port=${PORT:-${IPERF[$1]}} f=$W/iperf-$1-$2.json pids c0 c1 t0 t1
+    local p=$1 k=$2 port=${PORT:-${IPERF[$1]}} f=$W/iperf-$1-$2.json pids c0 c1 t0 t1 r
     [ "$port" = - ] && return
     pids="$(path_${p}_srv) $(path_${p}_cli iperf)"
     c0=$(cpu_ticks $pids); t0=$(date +%s.%N)
@@ -448,7 +448,15 @@ iperf_run() { # path key parallel [-R]
         -O "${OMIT:-1}" -t "$T" -P "$3" ${4:-} -J --get-server-output >"$f" 2>&1
     t1=$(date +%s.%N); c1=$(cpu_ticks $pids)
     perf_stop "$p" "$k"
-    put "$p" "$k" "$($PY "$HERE/report.py" iperf "$f" ${UNIT:-})"
+    r=$($PY "$HERE/report.py" iperf "$f" ${UNIT:-})
+    if [ "$r" = err ]; then     # iperf3 fails now and then ("busy"): once more
+        log "iperf3 $p $k failed: $(grep -o '"error":.*' "$f" | head -1); again"
+        sleep 2
+        timeout $((T + 30)) iperf3 -c 127.0.0.1 -p "$port" --connect-timeout 5000 \
+            -O "${OMIT:-1}" -t "$T" -P "$3" ${4:-} -J --get-server-output >"$f" 2>&1
+        r=$($PY "$HERE/report.py" iperf "$f" ${UNIT:-})
+    fi
+    put "$p" "$k" "$r"
     [ -n "${pids// /}" ] && put "$p" "$k.cpu" "$(awk -v a="$c0" -v b="$c1" -v t0="$t0" \
         -v t1="$t1" -v hz="$HZ" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }')"
     sleep 1
