@@ -44,6 +44,7 @@
 #      +1000 on 127.0.0.1) RESULTS (the .md file) KEEP=1 (keep the work dir)
 #      REF (ours1: the column the ratios are taken against)
 #      PERF=1 (profile ngx_tunnel's processes during its figures: perf)
+#      OURS_WINDOW (e.g. 32m: tunnel_window and the client's --window)
 # Needs the packages of .ci/deps (make deps); ssh runs only as root.
 # Starts everything it measures and stops exactly those PIDs on exit.
 
@@ -356,7 +357,7 @@ stream {
     listen 127.0.0.1:$((b + 10)) $ssl;
     tunnel_server on; tunnel_tokens $d/tokens; tunnel_domain $DOMAIN;
     tunnel_tcp_ports $((b + 1))-$((b + 9)); tunnel_tcp_address 127.0.0.1;
-    tunnel_max_streams 30000;
+    tunnel_max_streams 30000;${OURS_WINDOW:+ tunnel_window $OURS_WINDOW;}
   }
 }
 http { $(nginx_common "$d")
@@ -370,7 +371,7 @@ ours_client() { # name server-port tls kind target [args] : one tunnel process
     local name=$1 port=$2 tls=$3; shift 3
     local link=(--plain); [ "$tls" = 1 ] && link=(--cacert "$W/pki/ca.crt")
     spawn "$name" env HOME="$W" "$W/bin/tunnel" "$1" "127.0.0.1:$2" --server "127.0.0.1:$port" \
-        --token "$TOKEN" "${link[@]}" --log-format json "${@:3}"
+        --token "$TOKEN" "${link[@]}" --log-format json ${OURS_WINDOW:+--window $OURS_WINDOW} "${@:3}"
 }
 ours_start() { # name workers tls
     local n=$1 d=$W/$1 b=${PB[$1]}; mkdir -p "$d"
