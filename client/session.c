@@ -23,6 +23,8 @@
 #define SESSION_LEAVE_GRACE       30000     /* ms an old session may drain */
 #define SESSION_QUIT_GRACE        5000      /* ms open connections get on quit */
 #define SESSION_STABLE            30000     /* ms up: backoff starts over */
+#define REBIND_DELAY              20        /* ms: a port an old one holds */
+#define REBIND_TRIES              250
 #define BACKOFF_FIRST             100
 #define BACKOFF_CAP               30000
 #define READ_SIZE                 (64 * 1024)
@@ -54,6 +56,11 @@ struct session_s {
     session_t        *older;              /* cl->old: the next older one */
     int               refused;            /* a bind: "shutting down" */
     int               released;           /* moved: its names unbound */
+
+    loop_timer_t      rebind;             /* ports our old sessions held */
+    uint32_t          rebinding;          /* tunnels waiting for theirs */
+    uint32_t          rebinds;            /*   to ask for at the timer */
+    unsigned          rebind_tries;
 
     uint64_t          started;
     uint64_t          welcomed;
@@ -94,6 +101,9 @@ static void session_control(session_t *s, const uint8_t *p, size_t n);
 static void session_message(session_t *s, tunnel_msg_t *m);
 static void session_welcome(session_t *s, tunnel_msg_t *m);
 static void session_bind_all(session_t *s);
+static void session_bind(session_t *s, int i);
+static int session_rebind_later(session_t *s, tunnel_t *t, int i);
+static void session_rebind(void *data);
 static void session_bound(session_t *s, tunnel_msg_t *m);
 static void session_bind_error(session_t *s, tunnel_msg_t *m);
 static void session_replace(session_t *s);
@@ -154,6 +164,8 @@ client_connect(client_t *cl)
     s->flush.data = s;
     s->timer.handler = session_timer;
     s->timer.data = s;
+    s->rebind.handler = session_rebind;
+    s->rebind.data = s;
 
     cl->active = s;
 
@@ -575,6 +587,7 @@ session_free(session_t *s)
     free(s->fwds);
 
     loop_timer_cancel(cl->loop, &s->timer);
+    loop_timer_cancel(cl->loop, &s->rebind);
     loop_unpost(cl->loop, &s->flush);
 
     if (s->conn.fd != -1 && s->io.handler) {
@@ -805,38 +818,120 @@ session_welcome(session_t *s, tunnel_msg_t *m)
 static void
 session_bind_all(session_t *s)
 {
-    int            i;
-    tunnel_t      *t;
-    tunnel_msg_t   m;
+    int  i;
 
     for (i = 0; i < s->cl->opt->ntunnels; i++) {
-        t = &s->cl->opt->tunnels[i];
-
-        if (t->failed) {
-            continue;
+        if (!s->cl->opt->tunnels[i].failed) {
+            session_bind(s, i);
         }
-
-        memset(&m, 0, sizeof(m));
-        m.type = TUNNEL_BIND;
-        m.request_id = (uint32_t) i + 1;
-        m.kind = t->kind;
-
-        /* again the very name and port the server gave before */
-        if (t->bound_name[0]) {
-            m.name = tunnel_str(t->bound_name);
-
-        } else if (t->name[0]) {
-            m.name = tunnel_str(t->name);
-        }
-
-        m.port = t->bound_port ? t->bound_port : t->remote_port;
-
-        session_send(s, &m);
-        s->binds_pending++;
     }
 
     if (s->binds_pending == 0) {
         client_quit(s->cl, 1);
+    }
+}
+
+
+static void
+session_bind(session_t *s, int i)
+{
+    tunnel_t      *t;
+    tunnel_msg_t   m;
+
+    t = &s->cl->opt->tunnels[i];
+
+    memset(&m, 0, sizeof(m));
+    m.type = TUNNEL_BIND;
+    m.request_id = (uint32_t) i + 1;
+    m.kind = t->kind;
+
+    /* again the very name and port the server gave before */
+    if (t->bound_name[0]) {
+        m.name = tunnel_str(t->bound_name);
+
+    } else if (t->name[0]) {
+        m.name = tunnel_str(t->name);
+    }
+
+    m.port = t->bound_port ? t->bound_port : t->remote_port;
+
+    session_send(s, &m);
+    s->binds_pending++;
+}
+
+
+/*
+ * The port we ask for again is "in use": by one of our own old sessions, in
+ * an nginx whose registry is not this one (a binary upgrade: USR2).  That
+ * one gives it up, and we ask again a little later.  1 if so.
+ */
+static int
+session_rebind_later(session_t *s, tunnel_t *t, int i)
+{
+    int           held;
+    session_t    *o;
+    client_t     *cl;
+    tunnel_msg_t  m;
+
+    cl = s->cl;
+    held = (s->rebinding & (1u << i)) != 0;
+
+    for (o = cl->old; o && !held; o = o->older) {
+        if (o->tid[i] == 0 || o->dead) {
+            continue;
+        }
+
+        /* its tid stays: a connection on its way is still served */
+        memset(&m, 0, sizeof(m));
+        m.type = TUNNEL_UNBIND;
+        m.tunnel_id = o->tid[i];
+        session_send(o, &m);
+        session_flush_later(o);
+        held = 1;
+    }
+
+    if (!held) {
+        return 0;
+    }
+
+    if (s->rebind_tries++ >= REBIND_TRIES) {
+        s->rebinding &= ~(1u << i);
+        return 0;
+    }
+
+    view_event(cl, LOG_DEBUG, "rebind", t,
+               "port %u is still held by our previous session: asking again",
+               (unsigned) t->bound_port);
+
+    s->rebinding |= 1u << i;
+    s->rebinds |= 1u << i;
+    loop_timer(cl->loop, &s->rebind, REBIND_DELAY);
+
+    return 1;
+}
+
+
+static void
+session_rebind(void *data)
+{
+    int         i;
+    session_t  *s = data;
+
+    if (s->state != S_ONLINE) {
+        return;
+    }
+
+    for (i = 0; i < s->cl->opt->ntunnels; i++) {
+        if (s->rebinds & (1u << i)) {
+            session_bind(s, i);
+        }
+    }
+
+    s->rebinds = 0;
+    session_flush(s);
+
+    if (s->dead && !s->in_mux) {
+        session_end(s);
     }
 }
 
@@ -880,7 +975,11 @@ session_bound(session_t *s, tunnel_msg_t *m)
     view_event(cl, first ? LOG_INFO : LOG_DEBUG, "bound", t,
                "%s -> %s", t->url, t->label);
 
-    if (s->binds_pending == 0 && s == cl->active && !s->refused) {
+    s->rebinding &= ~(1u << (m->request_id - 1));
+
+    if (s->binds_pending == 0 && s == cl->active && !s->refused
+        && s->rebinding == 0)
+    {
         /* every name is here now: the old sessions may go */
         session_release_old(cl);
     }
@@ -920,6 +1019,12 @@ session_bind_error(session_t *s, tunnel_msg_t *m)
         return;
     }
 
+    if (m->code == TUNNEL_E_PORT_TAKEN && t->bound_port
+        && session_rebind_later(s, t, (int) m->request_id - 1))
+    {
+        return;
+    }
+
     switch (m->code) {
     case TUNNEL_E_NAME_TAKEN:
         hint = " Choose another name with --name, or leave it out for a "
@@ -955,7 +1060,7 @@ session_bind_error(session_t *s, tunnel_msg_t *m)
         return;
     }
 
-    if (s->binds_pending == 0 && !s->refused) {
+    if (s->binds_pending == 0 && !s->refused && s->rebinding == 0) {
         session_release_old(cl);
     }
 }

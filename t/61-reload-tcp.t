@@ -126,7 +126,9 @@ is($r->{data}, "hello from local\n", "and still has port $port");
 
 my $moved = () = $t->error_log =~ /asked to reconnect/g;
 ok($moved >= $RELOADS, "it was asked to reconnect $moved times");
-unlike($t->error_log, qr/\[error\]|refused .* bind/,
-    'no [error] in error.log, no bind refused')
-    or diag(join "\n", ($t->error_log =~ /^.*(?:\[error\]|refused).*$/mg)
-        [0 .. 5]);
+# (a session that lands in a worker just as it begins to quit has its binds
+# refused, "shutting down": its client binds them in its next session)
+my @bad = grep { !/the server is shutting down/ }
+    $t->error_log =~ /^.*(?:\[error\]|refused \S+ bind).*$/mg;
+is(join("\n", @bad[0 .. ($#bad < 5 ? $#bad : 5)]), '',
+    'no [error] in error.log, no bind refused but by a quitting worker');

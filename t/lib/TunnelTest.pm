@@ -248,15 +248,18 @@ sub run {
     my $timeout = $opts{timeout} // 10;
     my $d = $self->{dir};
 
-    my $pid = _spawn("$d/nginx.out", "$d/nginx.err", 0,
-        $self->{nginx}, '-p', "$d/", '-c', "$d/nginx.conf");
+    my @cmd = ($self->{nginx}, '-p', "$d/", '-c', "$d/nginx.conf");
+    my $pid = $opts{detached} ? $self->_spawn_detached(@cmd)
+        : _spawn("$d/nginx.out", "$d/nginx.err", 0, @cmd);
     $self->{master} = $pid;
+    $self->{detached} = $opts{detached};
 
     my $deadline = time + $timeout;
     my @wait = @{$self->{listen}};
 
     while (time < $deadline) {
-        if (waitpid($pid, WNOHANG) == $pid) {
+        if ($opts{detached} ? !_alive($pid) : waitpid($pid, WNOHANG) == $pid)
+        {
             delete $self->{master};
             die "nginx exited at start (status $?)\n" . $self->_tails;
         }
@@ -298,14 +301,16 @@ sub stop {
     my $pid = $self->{master} or return 1;
     my @workers = _children($pid);
 
+    my $reap = $self->{detached} ? \&_gone : \&_reap;
+
     kill QUIT => $pid;
-    my $ok = _reap($pid, $opts{timeout} // 10);
+    my $ok = $reap->($pid, $opts{timeout} // 10);
 
     unless ($ok) {
         Test::More::diag("nginx did not quit in time, sending TERM");
         kill TERM => $pid;
-        _reap($pid, 5) or kill KILL => $pid, @workers;
-        _reap($pid, 5);
+        $reap->($pid, 5) or kill KILL => $pid, @workers;
+        $reap->($pid, 5);
     }
 
     delete $self->{master};
@@ -378,6 +383,56 @@ sub kill_process {
     $ok or _reap($pid, 2) or kill KILL => -$pid;
     $ok or _reap($pid, 5);
     return $ok ? $status : $?;
+}
+
+# nginx, not as our child: through a process that exits once nginx has
+# started, as when nginx puts itself in the background, so that it honours
+# USR2 (a binary upgrade: nginx ignores it while the process that started
+# it lives on, taking itself for the new binary).  Returns the master's pid,
+# from the pid file.
+sub _spawn_detached {
+    my ($self, @cmd) = @_;
+    my $d = $self->{dir};
+    unlink "$d/nginx.pid";
+
+    my $mid = fork() // die "fork: $!\n";
+    if ($mid == 0) {
+        my $pid = fork();
+        if (defined $pid && $pid == 0) {
+            open(STDIN, '<', '/dev/null')
+                && open(STDOUT, '>>', "$d/nginx.out")
+                && open(STDERR, '>>', "$d/nginx.err")
+                && exec { $cmd[0] } @cmd;
+            POSIX::_exit(127);
+        }
+        # nginx reads its parent's pid first thing, writes its pid file
+        # later: leave after that
+        wait_for_file_match("$d/nginx.pid", qr/^\d+/, 10);
+        POSIX::_exit(0);
+    }
+    waitpid($mid, 0);
+
+    my $pid = wait_for_file_match("$d/nginx.pid", qr/^(\d+)/, 10)
+        or die "nginx wrote no pid file\n" . $self->_tails;
+    return $pid;
+}
+
+# a process that is not our child has gone (or is a zombie)
+sub _alive {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $line = <$fh> // return 0;
+    return $line !~ /^\d+ \(.*\) Z /s;
+}
+
+sub _gone {
+    my ($pid, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 unless _alive($pid);
+        sleep 0.05;
+    }
+    return 0;
 }
 
 # $group: lead a process group of its own, so that whatever the process
@@ -596,7 +651,9 @@ C<http {}> it sets the temp paths and access log inside the test directory.
 new(log_level => ...), plan($n), done_testing, testdir, expect_alerts($re),
 port($name),
 port_range($name, $count), write_config($text), write_file($name, $text),
-read_file($name), test_config([$text]), run(timeout => s),
+read_file($name), test_config([$text]), run(timeout => s, detached => 1:
+not as our child, so that USR2 works; set $t->{master} to the new master
+after a binary upgrade),
 reload(timeout => s), stop(timeout => s), error_log, spawn($name, @cmd),
 tunnel($name, @args), tunnel_url($name, $timeout),
 kill_process($name, signal => ..., timeout => s), wait_exit($name, $timeout),

@@ -2,7 +2,8 @@
 
 # Public traffic for the reload, fault and soak tests: one command over and
 # over, from several processes at once, for a while; one line per try on
-# stdout ("ok <seconds>" or "fail <seconds> <why>"), then "done ok=N fail=M".
+# stdout ("ok <seconds> <start>" or "fail <seconds> <start> <why>", start
+# in Unix time), then "done ok=N fail=M".
 #
 #   loadgen.pl [options] hello PORT          service.pl's "hello": a line back
 #   loadgen.pl [options] echo PORT BYTES     service.pl's "echo": BYTES of
@@ -84,10 +85,10 @@ sub run {
 
         if (defined $why) {
             $fail++;
-            printf "fail %.3f %s\n", $took, $why;
+            printf "fail %.3f %.3f %s\n", $took, $start, $why;
         } else {
             $ok++;
-            printf "ok %.3f\n", $took;
+            printf "ok %.3f %.3f\n", $took, $start;
         }
 
         sleep $pause if $pause;
@@ -146,7 +147,8 @@ sub read_all {
     my $sel = IO::Select->new($s);
     while (1) {
         my $left = $deadline - time;
-        return $a . ' (timeout)' if $left <= 0 || !$sel->can_read($left);
+        return $a . ' (timeout)' if $left <= 0;
+        next unless $sel->can_read($left);     # (or a signal: TERM)
         my $n = sysread($s, $a, 65536, length $a);
         return $a unless $n;
     }
