@@ -2375,11 +2375,24 @@ ngx_tunnel_registry_label(u_char *p)
 }
 
 
+/*
+ * Once a minute per worker at most: a client that binds in a loop must not
+ * fill the error log as well (its binds are refused anyway).
+ */
 static void
 ngx_tunnel_registry_full(ngx_shm_zone_t *zone)
 {
+    static time_t  logged;
+
+    if (ngx_time() - logged < 60) {
+        return;
+    }
+
+    logged = ngx_time();
+
     ngx_log_error(NGX_LOG_CRIT, ngx_cycle->log, 0,
-                  "tunnel_zone \"%V\" is full: give it more memory",
+                  "tunnel_zone \"%V\" is full: give it more memory, or "
+                  "limit tunnels per token (tunnels= in tunnel_tokens)",
                   &zone->shm.name);
 }
 
