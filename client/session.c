@@ -551,7 +551,13 @@ session_end(session_t *s)
             cl->attempts = 0;
         }
 
-        if (s->state == S_CONNECTING) {
+        /*
+         * Refused outright, or twice in a row before a welcome (through a
+         * proxy that accepts for it): nginx stops, the sessions waiting
+         * for this one need not wait.  Once is what a session that lands
+         * in a worker just as it quits gets.
+         */
+        if (!s->welcomed && (s->state == S_CONNECTING || cl->attempts)) {
             session_leave_old(cl);
         }
     }

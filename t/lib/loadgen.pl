@@ -130,8 +130,11 @@ sub try_once {
             . "\r\n\r\n");
         my $a = read_all($s, time + $wait);
         my ($status) = $a =~ m{^HTTP/1\.\d (\d+)};
-        return defined $status && $status == 200 ? undef
-            : 'status ' . ($status // "none: '" . substr($a, 0, 80) . "'");
+        return undef if defined $status && $status == 200;
+        my ($head) = $a =~ /^(.*?)\r\n\r\n/s;
+        my ($err) = ($head // '') =~ /^X-Tunnel-Error: (.*?)\r?$/mi;
+        return 'status ' . ($status // "none: '" . substr($a, 0, 80) . "'")
+            . (defined $err ? " ($err)" : '');
     }
 
     if ($mode eq 'echo') {

@@ -17,7 +17,8 @@
 # connections open then, as a network that fails silently would: nothing
 # more reaches the client, what the client sends is dropped, and nginx's
 # pings are answered by the relay, so that nginx goes on seeing a live
-# session.
+# session.  SIGUSR2 resets them instead, both ways, as a network that
+# breaks the connections; the relay goes on accepting new ones.
 
 use strict;
 use warnings;
@@ -46,7 +47,10 @@ if ($mode eq 'tls') {
     require IO::Socket::SSL;
 }
 
-$SIG{USR1} = 'IGNORE' if $mode eq 'relay';
+if ($mode eq 'relay') {
+    $SIG{USR1} = 'IGNORE';
+    $SIG{USR2} = 'IGNORE';
+}
 
 $| = 1;
 print "ready $port\n";
@@ -161,9 +165,10 @@ sub write_all {
 
 sub relay {
     my ($c) = @_;
-    my $cut = 0;
+    my ($cut, $drop) = (0, 0);
 
     local $SIG{USR1} = sub { $cut = 1 };
+    local $SIG{USR2} = sub { $drop = 1 };
 
     my $u = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $target,
         Proto => 'tcp') or die "relay: connect to $target: $@\n";
@@ -175,6 +180,16 @@ sub relay {
 
     while ($u_open) {
         my @ready = $sel->can_read(1);
+
+        if ($drop) {
+            # linger 0: close() sends a reset
+            for my $s ($c, $u) {
+                setsockopt($s, Socket::SOL_SOCKET(), Socket::SO_LINGER(),
+                    pack('ii', 1, 0));
+                close $s;
+            }
+            return;
+        }
 
         for my $s (@ready) {
             my $n = sysread($s, $in{$s}, 65536, length $in{$s});
