@@ -21,6 +21,7 @@
 
 #define SESSION_CONNECT_TIMEOUT   15000     /* ms: connect, TLS, welcome */
 #define SESSION_LEAVE_GRACE       30000     /* ms an old session may drain */
+#define SESSION_MOVE_WAIT         5000      /* ms it waits for the next one */
 #define SESSION_QUIT_GRACE        5000      /* ms open connections get on quit */
 #define SESSION_STABLE            30000     /* ms up: backoff starts over */
 #define REBIND_DELAY              20        /* ms: a port an old one holds */
@@ -28,6 +29,9 @@
 #define BACKOFF_FIRST             100
 #define BACKOFF_CAP               30000
 #define READ_SIZE                 (64 * 1024)
+#define SESSION_BLOCK             (64 * 1024)  /* yamux output blocks */
+#define SESSION_BLOCKS_KEPT       32        /* 2 MiB of them, for reuse */
+#define SESSION_MAX_STREAMS       65536
 #define IOVS                      64
 
 
@@ -85,6 +89,8 @@ struct session_s {
 };
 
 
+static void *session_mux_alloc(size_t size, void *ud);
+static void session_mux_free(void *p, size_t size, void *ud);
 static void session_io(void *data, unsigned events);
 static void session_established(session_t *s);
 static void session_read(session_t *s);
@@ -129,6 +135,10 @@ static const yamux_callbacks_t  session_callbacks = {
     on_open, on_data, on_fin, on_writable, on_closed, on_ping_ack,
     on_go_away
 };
+
+/* freed output blocks, for all sessions: fresh memory page-faults */
+static void      *session_blocks[SESSION_BLOCKS_KEPT];
+static unsigned   session_nblocks;
 
 
 void
@@ -251,6 +261,33 @@ session_io(void *data, unsigned events)
 }
 
 
+static void *
+session_mux_alloc(size_t size, void *ud)
+{
+    (void) ud;
+
+    if (size == SESSION_BLOCK && session_nblocks) {
+        return session_blocks[--session_nblocks];
+    }
+
+    return malloc(size);
+}
+
+
+static void
+session_mux_free(void *p, size_t size, void *ud)
+{
+    (void) ud;
+
+    if (size == SESSION_BLOCK && session_nblocks < SESSION_BLOCKS_KEPT) {
+        session_blocks[session_nblocks++] = p;
+        return;
+    }
+
+    free(p);
+}
+
+
 /* the connection is up: yamux, the control stream, hello */
 static void
 session_established(session_t *s)
@@ -263,6 +300,12 @@ session_established(session_t *s)
 
     yamux_config_init(&yc, 1);
     yc.window = cl->opt->window;
+    yc.block_size = SESSION_BLOCK;
+    yc.allocator.alloc = session_mux_alloc;
+    yc.allocator.free = session_mux_free;
+
+    /* the server's tunnel_max_streams is the limit that counts */
+    yc.max_streams = SESSION_MAX_STREAMS;
 
     s->mux = yamux_session_new(&yc, &session_callbacks, s);
     if (s->mux == NULL
@@ -473,6 +516,14 @@ session_timer(void *data)
         break;
 
     case S_MOVING:
+        if (!s->released) {
+            /* no new session came (nginx stops, behind a proxy): leave */
+            session_go_away(s);
+            break;
+        }
+
+        /* fall through */
+
     case S_LEAVING:
         s->dead = 1;
         snprintf(s->why, sizeof(s->why), "left with %u connections open",
@@ -552,12 +603,12 @@ session_end(session_t *s)
         }
 
         /*
-         * Refused outright, or twice in a row before a welcome (through a
-         * proxy that accepts for it): nginx stops, the sessions waiting
-         * for this one need not wait.  Once is what a session that lands
-         * in a worker just as it quits gets.
+         * Refused outright: nginx stops (it closes its ports then, not on
+         * a reload), the sessions waiting for this one need not wait.  A
+         * reset after the connect is what a session that lands in a worker
+         * just as it quits gets: those wait on (SESSION_MOVE_WAIT).
          */
-        if (!s->welcomed && (s->state == S_CONNECTING || cl->attempts)) {
+        if (s->state == S_CONNECTING) {
             session_leave_old(cl);
         }
     }
@@ -1091,7 +1142,7 @@ session_replace(session_t *s)
     s->state = S_MOVING;
     s->older = cl->old;
     cl->old = s;
-    loop_timer(cl->loop, &s->timer, SESSION_LEAVE_GRACE);
+    loop_timer(cl->loop, &s->timer, SESSION_MOVE_WAIT);
 
     client_connect(cl);
 }
@@ -1141,6 +1192,7 @@ session_unbind_all(session_t *s)
     }
 
     s->released = 1;
+    loop_timer(s->cl->loop, &s->timer, SESSION_LEAVE_GRACE);
 
     for (i = 0; i < s->cl->opt->ntunnels; i++) {
         if (s->tid[i] == 0) {

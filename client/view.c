@@ -83,10 +83,13 @@ static struct {
     unsigned      nevents;          /* total; the last VIEW_EVENTS kept */
     view_line_t   error;            /* the last error, for after the view */
     int           has_error;
+    loop_post_t   flush;            /* lines go out once per loop round */
 } view;
 
 
 static view_mode_e view_mode(client_t *cl);
+static void view_flush_later(client_t *cl);
+static void view_flush(void *data);
 static void view_timer(void *data);
 static void view_draw(client_t *cl);
 static void view_text(client_t *cl, log_level_e level, const char *event,
@@ -324,6 +327,38 @@ view_done(client_t *cl)
     }
 
     view_event(cl, LOG_INFO, "stopped", NULL, "%s", msg);
+
+    if (cl->loop) {
+        loop_unpost(cl->loop, &view.flush);
+    }
+
+    fflush(stdout);
+}
+
+
+/*
+ * A busy http tunnel logs a line per request: one write for all the lines
+ * of a loop round, not one each (the client's system calls would double).
+ */
+static void
+view_flush_later(client_t *cl)
+{
+    if (cl == NULL || cl->loop == NULL || view.done) {
+        fflush(stdout);
+        return;
+    }
+
+    view.flush.handler = view_flush;
+    view.flush.data = NULL;
+    loop_post(cl->loop, &view.flush);
+}
+
+
+static void
+view_flush(void *data)
+{
+    (void) data;
+    fflush(stdout);
 }
 
 
@@ -684,7 +719,7 @@ view_text(client_t *cl, log_level_e level, const char *event, tunnel_t *t,
 
     fputs(line, stdout);
     fputc('\n', stdout);
-    fflush(stdout);
+    view_flush_later(cl);
 }
 
 
@@ -694,8 +729,6 @@ view_json(client_t *cl, log_level_e level, const char *event, tunnel_t *t,
 {
     size_t  n, cap;
     char    when[40], target[320], line[4 * VIEW_MSG + 2048];
-
-    (void) cl;
 
     view_time(when, sizeof(when));
 
@@ -740,7 +773,7 @@ view_json(client_t *cl, log_level_e level, const char *event, tunnel_t *t,
     memcpy(line + n, "}\n", 3);
 
     fputs(line, stdout);
-    fflush(stdout);
+    view_flush_later(cl);
 }
 
 

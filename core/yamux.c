@@ -180,7 +180,7 @@ struct yamux_session_s {
 
 
 static void *yamux_default_alloc(size_t size, void *ud);
-static void yamux_default_free(void *p, void *ud);
+static void yamux_default_free(void *p, size_t size, void *ud);
 static void yamux_put_header(uint8_t *p, uint8_t type, uint16_t flags,
     uint32_t id, uint32_t len);
 static yamux_stream_t *yamux_find(yamux_session_t *s, uint32_t id);
@@ -235,8 +235,9 @@ yamux_default_alloc(size_t size, void *ud)
 
 
 static void
-yamux_default_free(void *p, void *ud)
+yamux_default_free(void *p, size_t size, void *ud)
 {
+    (void) size;
     (void) ud;
     free(p);
 }
@@ -319,7 +320,7 @@ yamux_session_new(const yamux_config_t *conf, const yamux_callbacks_t *cb,
     s->buckets = c.allocator.alloc(s->nbuckets * sizeof(yamux_stream_t *),
                                    c.allocator.ud);
     if (s->buckets == NULL) {
-        c.allocator.free(s, c.allocator.ud);
+        c.allocator.free(s, sizeof(yamux_session_t), c.allocator.ud);
         return NULL;
     }
 
@@ -347,18 +348,18 @@ yamux_session_free(yamux_session_t *s)
         while (s->buckets[i]) {
             st = s->buckets[i];
             s->buckets[i] = st->hash_next;
-            a.free(st, a.ud);
+            a.free(st, sizeof(yamux_stream_t), a.ud);
         }
     }
 
     while (s->head) {
         b = s->head;
         s->head = b->next;
-        a.free(b, a.ud);
+        a.free(b, s->conf.block_size, a.ud);
     }
 
-    a.free(s->buckets, a.ud);
-    a.free(s, a.ud);
+    a.free(s->buckets, s->nbuckets * sizeof(yamux_stream_t *), a.ud);
+    a.free(s, sizeof(yamux_session_t), a.ud);
 }
 
 
@@ -434,7 +435,9 @@ yamux_insert(yamux_session_t *s, yamux_stream_t *st)
             }
         }
 
-        s->conf.allocator.free(s->buckets, s->conf.allocator.ud);
+        s->conf.allocator.free(s->buckets,
+                               s->nbuckets * sizeof(yamux_stream_t *),
+                               s->conf.allocator.ud);
         s->buckets = nb;
         s->nbuckets = n;
     }
@@ -485,7 +488,8 @@ yamux_stream_new(yamux_session_t *s, uint32_t id)
     st->recv_window = YAMUX_INITIAL_WINDOW;
 
     if (yamux_insert(s, st) != YAMUX_OK) {
-        s->conf.allocator.free(st, s->conf.allocator.ud);
+        s->conf.allocator.free(st, sizeof(yamux_stream_t),
+                               s->conf.allocator.ud);
         return NULL;
     }
 
@@ -521,7 +525,8 @@ yamux_stream_finalize(yamux_session_t *s, yamux_stream_t *st,
 
     id = st->id;
     sd = st->data;
-    s->conf.allocator.free(st, s->conf.allocator.ud);
+    s->conf.allocator.free(st, sizeof(yamux_stream_t),
+                               s->conf.allocator.ud);
 
     if (s->cb.stream_closed) {
         s->cb.stream_closed(s, id, sd, how);
@@ -1072,7 +1077,8 @@ yamux_incoming(yamux_session_t *s, uint32_t id, yamux_stream_t **stp)
 
         yamux_wait_del(s, st);
         yamux_remove(s, st);
-        s->conf.allocator.free(st, s->conf.allocator.ud);
+        s->conf.allocator.free(st, sizeof(yamux_stream_t),
+                               s->conf.allocator.ud);
         (void) yamux_ring_push(s, YAMUX_WINDOW_UPDATE, YAMUX_RST, id, 0);
         return YAMUX_OK;
     }
@@ -1304,7 +1310,8 @@ yamux_consume_fifo(yamux_session_t *s, size_t n)
                 s->tail = NULL;
             }
 
-            s->conf.allocator.free(b, s->conf.allocator.ud);
+            s->conf.allocator.free(b, s->conf.block_size,
+                                   s->conf.allocator.ud);
         }
 
         /*
@@ -1431,7 +1438,8 @@ yamux_stream_open(yamux_session_t *s, uint32_t *id, void *sd)
         != YAMUX_OK)
     {
         yamux_remove(s, st);
-        s->conf.allocator.free(st, s->conf.allocator.ud);
+        s->conf.allocator.free(st, sizeof(yamux_stream_t),
+                               s->conf.allocator.ud);
         return YAMUX_ENOMEM;
     }
 
@@ -1546,7 +1554,8 @@ yamux_stream_commit(yamux_session_t *s, uint32_t id, size_t n)
     if (n == 0) {
         /* an unused block would stay at the tail for ever: drop it */
         if (b && b->pos == b->last && b == s->head) {
-            s->conf.allocator.free(b, s->conf.allocator.ud);
+            s->conf.allocator.free(b, s->conf.block_size,
+                                   s->conf.allocator.ud);
             s->head = NULL;
             s->tail = NULL;
         }

@@ -109,9 +109,14 @@ typedef struct {
 } yamux_callbacks_t;
 
 
+/*
+ * Output blocks are all config.block_size bytes: an allocator may keep
+ * freed ones for reuse ("size" says what is freed), which spares the page
+ * faults of fresh memory on the data path.
+ */
 typedef struct {
     void  *(*alloc)(size_t size, void *ud);
-    void   (*free)(void *p, void *ud);
+    void   (*free)(void *p, size_t size, void *ud);
     void    *ud;
 } yamux_allocator_t;
 

@@ -49,7 +49,7 @@ typedef struct {
 
 
 static void *ngx_tunnel_mux_alloc(size_t size, void *ud);
-static void ngx_tunnel_mux_free(void *p, void *ud);
+static void ngx_tunnel_mux_free(void *p, size_t size, void *ud);
 static void ngx_tunnel_session_read_handler(ngx_event_t *rev);
 static void ngx_tunnel_session_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_tunnel_session_send(ngx_tunnel_session_t *ts);
@@ -204,7 +204,7 @@ ngx_tunnel_chunk_free(void *p)
 }
 
 
-/* yamux allocates its output blocks in chunks, the rest with malloc */
+/* yamux has its output blocks from the chunk cache, the rest from malloc */
 
 static void *
 ngx_tunnel_mux_alloc(size_t size, void *ud)
@@ -218,8 +218,14 @@ ngx_tunnel_mux_alloc(size_t size, void *ud)
 
 
 static void
-ngx_tunnel_mux_free(void *p, void *ud)
+ngx_tunnel_mux_free(void *p, size_t size, void *ud)
 {
+    if (size == NGX_TUNNEL_CHUNK_SIZE) {
+        /* back to the cache: fresh memory costs a page fault per 4 KiB */
+        ngx_tunnel_chunk_free(p);
+        return;
+    }
+
     ngx_free(p);
 }
 

@@ -126,6 +126,7 @@ fz_pattern(uint32_t id, int side, uint64_t off)
 static void *
 fz_alloc(size_t size, void *ud)
 {
+    uint8_t    *h;
     fz_side_t  *fs;
 
     fs = ud;
@@ -134,17 +135,32 @@ fz_alloc(size_t size, void *ud)
         return NULL;
     }
 
+    h = malloc(16 + size);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    /* the size in front: free() must be told the same */
+    *(size_t *) h = size;
     fs->allocs++;
 
-    return malloc(size);
+    return h + 16;
 }
 
 
 static void
-fz_free(void *p, void *ud)
+fz_free(void *p, size_t size, void *ud)
 {
+    uint8_t  *h;
+
+    h = (uint8_t *) p - 16;
+
+    if (*(size_t *) h != size) {
+        __builtin_trap();
+    }
+
     ((fz_side_t *) ud)->allocs--;
-    free(p);
+    free(h);
 }
 
 

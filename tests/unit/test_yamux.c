@@ -38,6 +38,7 @@ typedef struct {
     uint8_t           rx[1 << 20];  /* payload received, all streams */
     size_t            nrx;
     long              allocs;       /* live allocations */
+    long              wrong_sizes;  /* frees told another size */
     int               no_memory;    /* allocations fail */
 } peer_t;
 
@@ -190,7 +191,8 @@ static const yamux_callbacks_t  callbacks = {
 static void *
 counting_alloc(size_t size, void *ud)
 {
-    peer_t  *p;
+    peer_t   *p;
+    uint8_t  *h;
 
     p = ud;
 
@@ -198,17 +200,34 @@ counting_alloc(size_t size, void *ud)
         return NULL;
     }
 
+    h = malloc(16 + size);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    /* the size in front, to check what free() is told */
+    *(size_t *) h = size;
     p->allocs++;
 
-    return malloc(size);
+    return h + 16;
 }
 
 
 static void
-counting_free(void *ptr, void *ud)
+counting_free(void *ptr, size_t size, void *ud)
 {
-    ((peer_t *) ud)->allocs--;
-    free(ptr);
+    peer_t   *p;
+    uint8_t  *h;
+
+    p = ud;
+    h = (uint8_t *) ptr - 16;
+
+    if (*(size_t *) h != size) {
+        p->wrong_sizes++;
+    }
+
+    p->allocs--;
+    free(h);
 }
 
 
@@ -235,6 +254,8 @@ peer_free(peer_t *p)
 {
     yamux_session_free(p->s);
     CHECK(p->allocs == 0, "every allocation freed, %ld left", p->allocs);
+    CHECK(p->wrong_sizes == 0, "every free told its size, %ld were not",
+          p->wrong_sizes);
 }
 
 
