@@ -12,6 +12,8 @@
 #   make deps           install missing Debian packages (.ci/deps)
 #   make bench          ngx_tunnel beside its peers on loopback, one table
 #                       (tests/bench/run.sh; T, ROUNDS, PATHS there)
+#   make soak           SOAK_SECONDS (1800) of traffic, reloads and client
+#                       restarts: RSS start/end, errors (tests/soak/run.sh)
 #   make demo, clean
 #
 # make, make test and make demo check the Debian packages first
@@ -281,6 +283,13 @@ demo: all
 .PHONY: bench
 bench: all
 	@bash tests/bench/run.sh
+
+# The soak (issue 7): SOAK_SECONDS (1800) of mixed traffic with reloads and
+# client restarts; RSS and fds at the start and the end, errors beyond the
+# injected ones (tests/soak/run.sh).
+.PHONY: soak
+soak: all
+	@bash tests/soak/run.sh
 
 clean:
 	rm -rf build

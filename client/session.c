@@ -21,7 +21,7 @@
 
 #define SESSION_CONNECT_TIMEOUT   15000     /* ms: connect, TLS, welcome */
 #define SESSION_LEAVE_GRACE       30000     /* ms an old session may drain */
-#define SESSION_MOVE_WAIT         5000      /* ms it waits for the next one */
+#define SESSION_MOVE_WAIT         5000      /* ms it waits for the next */
 #define SESSION_QUIT_GRACE        5000      /* ms open connections get on quit */
 #define SESSION_STABLE            30000     /* ms up: backoff starts over */
 #define REBIND_DELAY              20        /* ms: a port an old one holds */
@@ -32,6 +32,7 @@
 #define SESSION_BLOCK             (64 * 1024)  /* yamux output blocks */
 #define SESSION_BLOCKS_KEPT       32        /* 2 MiB of them, for reuse */
 #define SESSION_MAX_STREAMS       65536
+#define SESSION_WINDOW_MAX        (64 * 1024 * 1024)  /* auto-tuned up to */
 #define IOVS                      64
 
 
@@ -300,6 +301,9 @@ session_established(session_t *s)
 
     yamux_config_init(&yc, 1);
     yc.window = cl->opt->window;
+    yc.max_window = cl->opt->window > SESSION_WINDOW_MAX ? cl->opt->window
+                                                        : SESSION_WINDOW_MAX;
+    yc.clock = loop_now;
     yc.block_size = SESSION_BLOCK;
     yc.allocator.alloc = session_mux_alloc;
     yc.allocator.free = session_mux_free;

@@ -14,8 +14,8 @@
 #
 # Options: -c N processes (1), -t SECONDS in all (10), -n TRIES per process
 # (no limit), -r BYTES/s per transfer (echo: no limit), -w SECONDS a try may
-# take (30), -p SECONDS pause between tries (0).  TERM: each process ends
-# its try, then stops.
+# take (30), -p SECONDS pause between tries (0; 0.05 after a failure).
+# TERM: each process ends its try, then stops.
 
 use strict;
 use warnings;
@@ -91,7 +91,8 @@ sub run {
             printf "ok %.3f %.3f\n", $took, $start;
         }
 
-        sleep $pause if $pause;
+        # a tunnel that is down fails at once: no spinning meanwhile
+        sleep($pause ? $pause : defined $why ? 0.05 : 0);
     }
 
     print "done ok=$ok fail=$fail\n";
