@@ -268,6 +268,105 @@ def msg_seeds():
     return s
 
 
+# fuzz_ctl: byte 0 the server (bits 0-1 domain: none, tun.test, a.b, 239
+# bytes; 2-3 tcp ports: none, 30000-30099, 1-65535, 7-7; 4-5 the token's:
+# any, 30010-30019, 40000-40010, 30050-65535; 6 token refused; 7 accepted
+# late), byte 1 (bits 0-3 drain before that many events, 15 never; 4-7 how
+# the bytes are cut), byte 2 a seed for the cuts; then the client's bytes.
+def ctl(cfg, stream, drain_at=15, cut=3, seed=1):
+    return bytes([cfg, drain_at | cut << 4, seed]) + stream
+
+
+def hello(version=1, token=b'secret-token', name=b'tunnel', ver=b'0.1.0',
+          instance=b'3f2a9c0d1e4b5a69'):
+    f = [field(1, version), field(16, token)]
+    if name is not None:
+        f.append(field(17, name))
+    if ver is not None:
+        f.append(field(18, ver))
+    if instance is not None:
+        f.append(field(25, instance))
+    return msg(HELLO, *f)
+
+
+def bind(rid, kind, name=None, port=None):
+    f = [field(4, rid), field(5, kind)]
+    if name is not None:
+        f.append(field(21, name))
+    if port is not None:
+        f.append(field(6, port))
+    return msg(BIND, *f)
+
+
+def ctl_seeds():
+    s = {}
+    h = hello()
+    DOMAIN, TCP, TOKEN_NARROW, TOKEN_OUT = 0x01, 0x04, 0x10, 0x20
+    REFUSE, LATE = 0x40, 0x80
+
+    s['session'] = ctl(DOMAIN | TCP, h + bind(1, 1, b'myapp')
+                       + bind(2, 2, b'API.Example.com') + bind(3, 1, b'')
+                       + bind(4, 1) + bind(5, 3) + bind(6, 3, port=30050)
+                       + msg(UNBIND, field(7, 1)))
+    s['session-bytewise'] = ctl(DOMAIN | TCP, h + bind(1, 1, b'a')
+                                + msg(UNBIND, field(7, 1)), cut=0)
+    s['names-bad'] = ctl(DOMAIN, h + b''.join(
+        bind(i, 1, n) for i, n in enumerate([
+            b'a..b', b'.a', b'a.', b'-a.b', b'a-.b', b'a_b.c',
+            b'caf\xc3\x28', b'a\n2020/01/01 [error] forged', b'x' * 64,
+            b'x' * 245,
+            b'.'.join([b'a' * 63] * 4), b'A' * 63 + b'.' + b'B' * 63])))
+    s['names-253'] = ctl(DOMAIN, h + bind(1, 2, b'.'.join(
+        [b'a' * 63] * 3 + [b'b' * 61])) + bind(2, 2, b'x' * 244))
+    s['no-domain-no-tcp'] = ctl(0, h + bind(1, 1, b'label') + bind(2, 1)
+                                + bind(3, 2, b'full.example.org')
+                                + bind(4, 3, port=5) + bind(5, 9))
+    s['long-domain'] = ctl(0x03 | TCP, h + bind(1, 1, b'x' * 13)
+                           + bind(2, 1, b'y' * 14) + bind(3, 1))
+    s['tcp-token-narrow'] = ctl(TCP | TOKEN_NARROW, h + bind(1, 3)
+                                + bind(2, 3, port=30009)
+                                + bind(3, 3, port=30010)
+                                + bind(4, 3, port=30019)
+                                + bind(5, 3, port=70000)
+                                + bind(6, 3, port=30010 + 65536))
+    s['tcp-token-outside'] = ctl(TCP | TOKEN_OUT, h + bind(1, 3)
+                                 + bind(2, 3, port=40000))
+    s['tcp-all-ports'] = ctl(0x08 | 0x30, h + bind(1, 3, port=65535)
+                             + bind(2, 3, port=30049) + bind(3, 3, port=1))
+    s['tcp-one-port'] = ctl(0x0c, h + bind(1, 3, port=7) + bind(2, 3, port=8))
+    s['draining'] = ctl(DOMAIN | TCP, h + bind(1, 1, b'a') + bind(2, 9)
+                        + bind(3, 1, b'a..b') + msg(UNBIND, field(7, 1))
+                        + bind(4, 3), drain_at=2)
+    s['drained-at-once'] = ctl(DOMAIN, h + bind(1, 1, b'a'), drain_at=0)
+    s['token-refused'] = ctl(DOMAIN | REFUSE, h + bind(1, 1, b'a'))
+    s['token-late'] = ctl(DOMAIN | LATE, h + bind(1, 1, b'a') * 400, cut=12)
+    s['before-hello'] = ctl(DOMAIN, bind(1, 1, b'a') + h)
+    s['unbind-before-hello'] = ctl(DOMAIN, msg(UNBIND, field(7, 1)))
+    s['second-hello'] = ctl(DOMAIN, h + bind(1, 1, b'a') + h)
+    s['server-messages'] = ctl(DOMAIN, h + msg(WELCOME, field(1, 1),
+                                               field(19, b'x')))
+    s['stream-before-hello'] = ctl(DOMAIN, msg(STREAM, field(7, 1),
+                                               field(5, 3)))
+    s['version-2'] = ctl(DOMAIN, hello(version=2))
+    s['name-newline'] = ctl(DOMAIN, hello(ver=b'1\n2020/01/01 forged'))
+    s['name-utf8'] = ctl(DOMAIN, hello(name=b'bad\xc3\x28\xff'))
+    s['instance-escape'] = ctl(DOMAIN, hello(instance=b'\x1b[2J'))
+    s['hello-empty'] = ctl(DOMAIN, hello(token=b'', name=b'', ver=None,
+                                         instance=b''))
+    s['length-4095'] = ctl(DOMAIN, b'\x0f\xff' + b'x' * 20)
+    s['length-65535'] = ctl(DOMAIN, h + b'\xff\xff\x01')
+    # a hello of 4096 bytes in all, the most the server takes
+    base = msg(HELLO, field(1, 1), field(16, b'secret-token'))
+    big = msg(HELLO, field(1, 1), field(16, b'secret-token'),
+              field(254, b'z' * (4096 - len(base) - 3)))
+    assert len(big) == 4096
+    s['hello-4096'] = ctl(DOMAIN, big + bind(1, 1, b'a'), cut=0)
+    s['no-type'] = ctl(DOMAIN, h + b'\x00\x00')
+    s['type-99'] = ctl(DOMAIN, msg(99))
+    s['field-twice'] = ctl(DOMAIN, h + msg(UNBIND, field(7, 1), field(7, 2)))
+    return s
+
+
 def write_all(name, seeds):
     d = os.path.join(ROOT, name)
     os.makedirs(d, exist_ok=True)
@@ -283,3 +382,4 @@ def write_all(name, seeds):
 if __name__ == '__main__':
     write_all('fuzz_yamux', yamux_seeds())
     write_all('fuzz_msg', msg_seeds())
+    write_all('fuzz_ctl', ctl_seeds())
