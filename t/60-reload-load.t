@@ -39,7 +39,7 @@ my $EVERY = 1.5;                # s between reloads
 my $EXIT_BOUND = 15;            # s an old generation may take to exit
 my $CONNS = 200;
 
-my $t = TunnelTest->new->plan(25);
+my $t = TunnelTest->new->plan(23);
 
 $t->write_config(edge_config($t,
     workers => 4,
