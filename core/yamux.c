@@ -104,6 +104,8 @@ struct yamux_stream_s {
     uint32_t          recv_window;  /* what the peer may still send */
     uint32_t          unread;       /* received, not yet consumed */
     uint32_t          credit;       /* consumed, not yet announced */
+    uint32_t          window;       /* the receive window announced */
+    uint64_t          update_at;    /* when credit was last announced */
 
     void             *data;
     yamux_stream_t   *hash_next;
@@ -169,6 +171,10 @@ struct yamux_session_s {
     uint32_t           go_away_code;
     uint32_t           remote_go_away_code;
 
+    uint64_t           ping_at;     /* when our last ping was queued */
+    uint32_t           ping_opaque;
+    uint32_t           rtt;         /* ms, from the last answered ping */
+
     uint64_t           streams_total;
     uint64_t           streams_refused;
     uint64_t           bytes_in;
@@ -181,6 +187,7 @@ struct yamux_session_s {
 
 static void *yamux_default_alloc(size_t size, void *ud);
 static void yamux_default_free(void *p, size_t size, void *ud);
+static uint32_t yamux_window_grow(yamux_session_t *s, yamux_stream_t *st);
 static void yamux_put_header(uint8_t *p, uint8_t type, uint16_t flags,
     uint32_t id, uint32_t len);
 static yamux_stream_t *yamux_find(yamux_session_t *s, uint32_t id);
@@ -278,6 +285,14 @@ yamux_session_new(const yamux_config_t *conf, const yamux_callbacks_t *cb,
 
     if (c.window > YAMUX_MAX_WINDOW) {
         c.window = YAMUX_MAX_WINDOW;
+    }
+
+    if (c.max_window > YAMUX_MAX_WINDOW) {
+        c.max_window = YAMUX_MAX_WINDOW;
+    }
+
+    if (c.max_window <= c.window || c.clock == NULL) {
+        c.max_window = c.window;
     }
 
     if (c.block_size < 2 * YAMUX_MIN_CHUNK) {
@@ -486,6 +501,7 @@ yamux_stream_new(yamux_session_t *s, uint32_t id)
     st->state = YAMUX_S_OPEN;
     st->send_window = YAMUX_INITIAL_WINDOW;
     st->recv_window = YAMUX_INITIAL_WINDOW;
+    st->window = s->conf.window;        /* announced with SYN or ACK */
 
     if (yamux_insert(s, st) != YAMUX_OK) {
         s->conf.allocator.free(st, sizeof(yamux_stream_t),
@@ -896,6 +912,11 @@ yamux_header(yamux_session_t *s, const uint8_t *h)
         }
 
         if (flags & YAMUX_ACK) {
+            if (s->ping_at && len == s->ping_opaque) {
+                s->rtt = (uint32_t) (s->conf.clock() - s->ping_at);
+                s->ping_at = 0;
+            }
+
             if (s->cb.ping_ack) {
                 s->cb.ping_ack(s, len, s->ud);
             }
@@ -956,7 +977,7 @@ yamux_stream_frame(yamux_session_t *s, uint8_t type, uint16_t flags,
 
             /* a stream we closed or refused: its data may be in flight,
              * but never more than the window it had */
-            if (type == YAMUX_DATA && len > s->conf.window) {
+            if (type == YAMUX_DATA && len > s->conf.max_window) {
                 return yamux_protocol_error(s,
                            "%u bytes of data on closed stream %u exceed "
                            "any window", len, id);
@@ -1162,6 +1183,10 @@ yamux_fill_ctl(yamux_session_t *s)
                 /* the peer may have sent data already: add, not reset */
                 delta = s->conf.window - YAMUX_INITIAL_WINDOW;
                 st->recv_window += delta;
+            }
+
+            if (st->credit) {
+                delta += yamux_window_grow(s, st);
             }
 
             delta += st->credit;
@@ -1620,7 +1645,7 @@ yamux_stream_consumed(yamux_session_t *s, uint32_t id, size_t n)
     st->credit += (uint32_t) n;
 
     /* as hashicorp: announce once half the window has been consumed */
-    if (st->credit >= s->conf.window / 2
+    if (st->credit >= st->window / 2
         && st->state != YAMUX_S_REMOTE_CLOSED
         && st->state != YAMUX_S_CLOSED
         && st->state != YAMUX_S_RESET)
@@ -1716,7 +1741,71 @@ yamux_ping(yamux_session_t *s, uint32_t opaque)
         return YAMUX_ESESSION;
     }
 
+    if (s->conf.clock) {
+        /* the answer to this one measures the round trip */
+        s->ping_at = s->conf.clock();
+        s->ping_opaque = opaque;
+
+        if (s->ping_at == 0) {
+            s->ping_at = 1;
+        }
+    }
+
     return yamux_ring_push(s, YAMUX_PING, YAMUX_SYN, 0, opaque);
+}
+
+
+uint32_t
+yamux_rtt(yamux_session_t *s)
+{
+    return s->rtt;
+}
+
+
+uint32_t
+yamux_stream_recv_window(yamux_session_t *s, uint32_t id)
+{
+    yamux_stream_t  *st;
+
+    st = yamux_find(s, id);
+
+    return st ? st->window : 0;
+}
+
+
+/*
+ * Credit is being announced: if the last announcement was less than two
+ * round trips ago, the window, not the reader, is what limits the stream,
+ * so the window doubles (up to max_window).  Returns the bytes added.
+ */
+static uint32_t
+yamux_window_grow(yamux_session_t *s, yamux_stream_t *st)
+{
+    uint32_t  add;
+    uint64_t  now, last;
+
+    if (s->conf.max_window <= st->window) {
+        return 0;
+    }
+
+    now = s->conf.clock();
+    last = st->update_at;
+    st->update_at = now;
+
+    if (last == 0 || s->rtt == 0 || now - last >= 2 * (uint64_t) s->rtt) {
+        return 0;
+    }
+
+    add = st->window;
+
+    if (add > s->conf.max_window - st->window) {
+        add = s->conf.max_window - st->window;
+    }
+
+    st->window += add;
+    st->recv_window += add;
+
+    return add;
 }
 
 

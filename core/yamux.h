@@ -132,12 +132,22 @@ typedef struct {
     size_t       block_size;    /* output queue allocation unit */
     size_t       max_queued;    /* output bytes queued before EAGAIN */
 
+    /*
+     * Window auto-tuning, as TCP's: a stream whose receiver consumes a
+     * whole window within two round trips (measured with yamux_ping) gets
+     * twice the window, up to "max_window".  Needs "clock" (milliseconds,
+     * any origin); off when either is 0/NULL.  A stream that is not read
+     * never grows: slow readers cost only "window".
+     */
+    uint32_t     max_window;
+    uint64_t   (*clock)(void);
+
     yamux_allocator_t  allocator;  /* NULL alloc: malloc/free */
 } yamux_config_t;
 
 
-/* defaults: 8 MiB window, 4096 streams, backlog 256, 32 KiB frames,
- * 64 KiB blocks, 512 KiB queue */
+/* defaults: 8 MiB window (no auto-tuning), 4096 streams, backlog 256,
+ * 32 KiB frames, 64 KiB blocks, 512 KiB queue */
 void yamux_config_init(yamux_config_t *conf, int client);
 
 yamux_session_t *yamux_session_new(const yamux_config_t *conf,
@@ -205,6 +215,12 @@ int yamux_stream_reset(yamux_session_t *s, uint32_t id);
 
 /* the stream's current send window (what may be sent before an update) */
 uint32_t yamux_stream_send_window(yamux_session_t *s, uint32_t id);
+
+/* the stream's receive window as announced (grows with auto-tuning) */
+uint32_t yamux_stream_recv_window(yamux_session_t *s, uint32_t id);
+
+/* the round trip time measured by the last answered ping, ms; 0: none */
+uint32_t yamux_rtt(yamux_session_t *s);
 
 
 /* send a ping carrying "opaque"; the answer comes through ping_ack */

@@ -153,6 +153,13 @@ static ngx_command_t  ngx_stream_tunnel_commands[] = {
       offsetof(ngx_stream_tunnel_srv_conf_t, window),
       NULL },
 
+    { ngx_string("tunnel_window_max"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      offsetof(ngx_stream_tunnel_srv_conf_t, window_max),
+      NULL },
+
     { ngx_string("tunnel_max_streams"),
       NGX_STREAM_SRV_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -363,7 +370,7 @@ ngx_stream_tunnel_pass_handler(ngx_stream_session_t *s)
     ngx_strlow(p, key.data, key.len);
 
     /* a public client's bytes: no tunnel has a name that is not a DNS name */
-    if (ngx_tunnel_name_valid(p, key.len) != NGX_OK) {
+    if (tunnel_name_check(p, key.len, NULL) != TUNNEL_NAME_OK) {
         key.len = ngx_tunnel_escape(p, key.data,
                                     ngx_min(key.len, NGX_TUNNEL_NAME_MAX))
                   - p;
@@ -594,6 +601,7 @@ ngx_stream_tunnel_create_srv_conf(ngx_conf_t *cf)
     conf->reconnect_grace = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->window = NGX_CONF_UNSET_SIZE;
+    conf->window_max = NGX_CONF_UNSET_SIZE;
     conf->max_streams = NGX_CONF_UNSET_UINT;
     conf->pass_kind = NGX_CONF_UNSET_UINT;
     conf->route_kind = NGX_CONF_UNSET_UINT;
@@ -627,6 +635,8 @@ ngx_stream_tunnel_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout,
                               600000);
     ngx_conf_merge_size_value(conf->window, prev->window, 8 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->window_max, prev->window_max,
+                              ngx_max(conf->window, 64 * 1024 * 1024));
     ngx_conf_merge_uint_value(conf->max_streams, prev->max_streams, 4096);
     ngx_conf_merge_uint_value(conf->pass_kind, prev->pass_kind,
                               TUNNEL_KIND_TLS);
@@ -705,6 +715,13 @@ ngx_stream_tunnel_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->window < YAMUX_INITIAL_WINDOW || conf->window > 0x7fffffff) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "tunnel_window must be between 256k and 2047m");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->window_max < conf->window || conf->window_max > 0x7fffffff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tunnel_window_max must be between tunnel_window "
+                           "(%uz) and 2047m", conf->window);
         return NGX_CONF_ERROR;
     }
 
@@ -862,7 +879,9 @@ ngx_stream_tunnel_domain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_strlow(value[1].data, value[1].data, value[1].len);
 
-    if (ngx_tunnel_name_valid(value[1].data, value[1].len) != NGX_OK) {
+    if (tunnel_name_check(value[1].data, value[1].len, NULL)
+        != TUNNEL_NAME_OK)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid tunnel_domain \"%V\": a DNS name such "
                            "as tun.example.com is expected", &value[1]);

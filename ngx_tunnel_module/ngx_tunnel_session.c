@@ -20,8 +20,6 @@
 #define NGX_TUNNEL_IOVS           64
 #define NGX_TUNNEL_CHUNKS_KEPT    64        /* 4 MiB of free chunks */
 #define NGX_TUNNEL_CTL_OUT        4096      /* one control message */
-#define NGX_TUNNEL_CTL_IN         4096      /* the longest one we take; a
-                                               client's are under 1 KiB */
 #define NGX_TUNNEL_BIND_TRIES     16
 #define NGX_TUNNEL_TUNNEL_POOL    1024      /* a tunnel, its name, its URL */
 
@@ -50,6 +48,7 @@ typedef struct {
 
 static void *ngx_tunnel_mux_alloc(size_t size, void *ud);
 static void ngx_tunnel_mux_free(void *p, size_t size, void *ud);
+static uint64_t ngx_tunnel_clock(void);
 static void ngx_tunnel_session_read_handler(ngx_event_t *rev);
 static void ngx_tunnel_session_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_tunnel_session_send(ngx_tunnel_session_t *ts);
@@ -76,14 +75,17 @@ static void ngx_tunnel_on_go_away(yamux_session_t *mux, uint32_t code,
 
 static void ngx_tunnel_control_data(ngx_tunnel_session_t *ts,
     const u_char *p, size_t n);
-static ngx_int_t ngx_tunnel_control_message(ngx_tunnel_session_t *ts,
-    tunnel_msg_t *m);
+static ngx_int_t ngx_tunnel_control_event(ngx_tunnel_session_t *ts,
+    tunnel_ctl_event_t *ev);
 static void ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
-static void ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
+static void ngx_tunnel_bind(ngx_tunnel_session_t *ts,
+    tunnel_ctl_event_t *ev);
 static ngx_uint_t ngx_tunnel_bind_name(ngx_tunnel_session_t *ts,
-    ngx_tunnel_tunnel_t *t, tunnel_msg_t *m, ngx_str_t *why);
+    ngx_tunnel_tunnel_t *t, tunnel_ctl_event_t *ev);
 static ngx_uint_t ngx_tunnel_bind_port(ngx_tunnel_session_t *ts,
-    ngx_tunnel_tunnel_t *t, tunnel_msg_t *m, ngx_str_t *why);
+    ngx_tunnel_tunnel_t *t, tunnel_ctl_event_t *ev, ngx_str_t *why);
+static void ngx_tunnel_bind_refuse(ngx_tunnel_session_t *ts,
+    tunnel_msg_t *m, ngx_uint_t code, ngx_str_t *why);
 static void ngx_tunnel_unbind(ngx_tunnel_session_t *ts, tunnel_msg_t *m);
 static void ngx_tunnel_tunnel_release(ngx_tunnel_session_t *ts,
     ngx_tunnel_tunnel_t *t);
@@ -230,6 +232,13 @@ ngx_tunnel_mux_free(void *p, size_t size, void *ud)
 }
 
 
+static uint64_t
+ngx_tunnel_clock(void)
+{
+    return ngx_current_msec;
+}
+
+
 ngx_tunnel_session_t *
 ngx_tunnel_session_find(uint64_t id)
 {
@@ -311,6 +320,8 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
 
     yamux_config_init(&yc, 0);
     yc.window = (uint32_t) tscf->window;
+    yc.max_window = (uint32_t) tscf->window_max;
+    yc.clock = ngx_tunnel_clock;
     yc.max_streams = (uint32_t) tscf->max_streams;
     yc.block_size = NGX_TUNNEL_CHUNK_SIZE;
     yc.allocator.alloc = ngx_tunnel_mux_alloc;
@@ -734,6 +745,10 @@ ngx_tunnel_session_drain(ngx_tunnel_session_t *ts)
         ts->sh->draining = 1;
     }
 
+    if (ts->ctl) {
+        tunnel_ctl_drain(ts->ctl);
+    }
+
     ngx_memzero(&m, sizeof(tunnel_msg_t));
     m.type = TUNNEL_NOTICE;
     m.code = TUNNEL_NOTICE_RECONNECT;
@@ -1015,135 +1030,120 @@ ngx_tunnel_session_leave(ngx_tunnel_session_t *ts)
         if (ts->sh) {
             ts->sh->draining = 1;
         }
+
+        if (ts->ctl) {
+            tunnel_ctl_drain(ts->ctl);
+        }
     }
 }
 
 
-/* the control stream */
+/*
+ * The control stream.  What its bytes say, and whether a client may say it
+ * (the framing, the order, the fields of hello and bind), is decided by
+ * tunnel_ctl in the core; what needs the token, the registry or a socket is
+ * decided here.
+ */
 
 static void
 ngx_tunnel_control_data(ngx_tunnel_session_t *ts, const u_char *p, size_t n)
 {
-    int            rc;
-    size_t         k, used, size;
-    ngx_buf_t     *b;
-    const char    *why;
-    tunnel_msg_t   m;
+    size_t                         k;
+    ngx_uint_t                     events;
+    tunnel_ctl_conf_t              conf;
+    tunnel_ctl_event_t             ev;
+    ngx_stream_tunnel_srv_conf_t  *tscf;
 
-    if (ts->ctl_in == NULL) {
-        ts->ctl_in = ngx_create_temp_buf(ts->connection->pool,
-                                         NGX_TUNNEL_CTL_IN);
-        if (ts->ctl_in == NULL) {
+    if (ts->ctl == NULL) {
+        ts->ctl = ngx_palloc(ts->connection->pool, sizeof(tunnel_ctl_t));
+        if (ts->ctl == NULL) {
             ngx_tunnel_session_close(ts);
             return;
         }
+
+        tscf = ts->conf;
+
+        conf.domain.data = tscf->domain.data;
+        conf.domain.len = tscf->domain.len;
+        conf.port_min = tscf->port_min;
+        conf.port_max = tscf->port_max;
+
+        tunnel_ctl_init(ts->ctl, &conf);
+
+        if (ts->draining) {
+            tunnel_ctl_drain(ts->ctl);
+        }
     }
 
-    b = ts->ctl_in;
-
-    /* a message that fits is taken: longer ones are refused below */
     while (n) {
-        if (b->pos > b->start && (size_t) (b->end - b->last) < n) {
-            b->last = ngx_movemem(b->start, b->pos, b->last - b->pos);
-            b->pos = b->start;
-        }
-
-        k = ngx_min(n, (size_t) (b->end - b->last));
-        b->last = ngx_cpymem(b->last, p, k);
+        k = tunnel_ctl_feed(ts->ctl, p, n);
         p += k;
         n -= k;
 
-        for ( ;; ) {
-            if (b->last - b->pos >= 2) {
-                size = 2 + ((size_t) b->pos[0] << 8 | b->pos[1]);
-
-                if (size > NGX_TUNNEL_CTL_IN) {
-                    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                                  "tunnel: session %016xL sent a control "
-                                  "message of %uz bytes, at most %d are "
-                                  "taken", ts->id, size - 2,
-                                  NGX_TUNNEL_CTL_IN - 2);
-                    ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
-                                      "a control message longer than "
-                                      "the server takes");
-                    return;
-                }
-            }
-
-            rc = tunnel_msg_decode(&m, b->pos, b->last - b->pos, &used,
-                                   &why);
-
-            if (rc == TUNNEL_MSG_AGAIN) {
-                break;
-            }
-
-            if (rc == TUNNEL_MSG_INVALID) {
-                ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                              "tunnel: session %016xL sent a bad control "
-                              "message: %s", ts->id, why);
-                ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE, why);
+        for (events = 0;
+             tunnel_ctl_next(ts->ctl, &ev) != TUNNEL_CTL_AGAIN;
+             events++)
+        {
+            if (ngx_tunnel_control_event(ts, &ev) != NGX_OK) {
                 return;
             }
-
-            if (ngx_tunnel_control_message(ts, &m) != NGX_OK) {
-                return;
-            }
-
-            b->pos += used;
         }
 
-        if (b->pos == b->last) {
-            b->pos = b->start;
-            b->last = b->start;
+        /* only a hello left unanswered stops it: that would spin */
+        if (k == 0 && events == 0) {
+            ngx_log_error(NGX_LOG_ALERT, ts->connection->log, 0,
+                          "tunnel: session %016xL: control stream stalled",
+                          ts->id);
+            ngx_tunnel_session_close(ts);
+            return;
         }
     }
 }
 
 
 static ngx_int_t
-ngx_tunnel_control_message(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+ngx_tunnel_control_event(ngx_tunnel_session_t *ts, tunnel_ctl_event_t *ev)
 {
+    ngx_str_t  why;
+
     if (ts->closing) {
         return NGX_ERROR;
     }
 
-    if (!ts->welcomed && m->type != TUNNEL_HELLO) {
-        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                      "tunnel: client sent %s before hello",
-                      tunnel_msg_type_name(m->type));
-        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
-                          "the first message must be hello");
-        return NGX_ERROR;
-    }
+    switch (ev->type) {
 
-    switch (m->type) {
+    case TUNNEL_CTL_HELLO:
+        ngx_tunnel_hello(ts, &ev->msg);
+        break;
 
-    case TUNNEL_HELLO:
+    case TUNNEL_CTL_BIND:
+        ngx_tunnel_bind(ts, ev);
+        break;
+
+    case TUNNEL_CTL_BIND_ERROR:
+        /* an id is spent, as on a bind the registry refuses */
+        ts->next_tunnel++;
+
+        why.data = (u_char *) ev->message;
+        why.len = ngx_strlen(ev->message);
+        ngx_tunnel_bind_refuse(ts, &ev->msg, ev->code, &why);
+        break;
+
+    case TUNNEL_CTL_UNBIND:
+        ngx_tunnel_unbind(ts, &ev->msg);
+        break;
+
+    default: /* TUNNEL_CTL_ERROR */
         if (ts->welcomed) {
             ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                          "tunnel: session %016xL sent a second hello",
-                          ts->id);
-            ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE, "a second hello");
-            return NGX_ERROR;
+                          "tunnel: session %016xL %s", ts->id, ev->why);
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                          "tunnel: client %s", ev->why);
         }
 
-        ngx_tunnel_hello(ts, m);
-        break;
-
-    case TUNNEL_BIND:
-        ngx_tunnel_bind(ts, m);
-        break;
-
-    case TUNNEL_UNBIND:
-        ngx_tunnel_unbind(ts, m);
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                      "tunnel: session %016xL sent %s, which only a server "
-                      "sends", ts->id, tunnel_msg_type_name(m->type));
-        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
-                          "this message is not for the server");
+        ngx_tunnel_refuse(ts, ev->code, ev->message);
         return NGX_ERROR;
     }
 
@@ -1162,41 +1162,6 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     ngx_tunnel_session_info_t   info;
 
     c = ts->connection;
-
-    if (m->version != TUNNEL_PROTO_VERSION) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: client speaks protocol version %uD, "
-                      "this server %d", m->version, TUNNEL_PROTO_VERSION);
-        ngx_tunnel_refuse(ts, TUNNEL_E_VERSION,
-                          "this server speaks protocol version 1: "
-                          "use a matching client");
-        return;
-    }
-
-    /* they go to error.log and tunnel_status as they are */
-    if (ngx_tunnel_printable(m->client_name.data, m->client_name.len)
-        != NGX_OK
-        || ngx_tunnel_printable(m->client_version.data,
-                                m->client_version.len)
-           != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: client %V sent a hello with a client name or "
-                      "version that is not printable ASCII", &c->addr_text);
-        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
-                          "the client name and version must be printable "
-                          "ASCII");
-        return;
-    }
-
-    if (ngx_tunnel_printable(m->instance.data, m->instance.len) != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: client %V sent a hello with an instance that "
-                      "is not printable ASCII", &c->addr_text);
-        ngx_tunnel_refuse(ts, TUNNEL_E_BAD_MESSAGE,
-                          "the instance must be printable ASCII");
-        return;
-    }
 
     token = ngx_tunnel_token_find(ts->conf->tokens, (u_char *) m->token.data,
                                   m->token.len);
@@ -1244,6 +1209,8 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     ts->welcomed = 1;
     c->log->action = "serving tunnels";
 
+    tunnel_ctl_accept(ts->ctl, token->port_min, token->port_max);
+
     ngx_sprintf(id, "%016xL", ts->id);
 
     ngx_memzero(&w, sizeof(tunnel_msg_t));
@@ -1254,6 +1221,9 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     w.heartbeat_ms = (uint32_t) ts->conf->heartbeat;
     w.max_streams = (uint32_t) ts->conf->max_streams;
     ngx_tunnel_send(ts, &w);
+
+    /* the round trip, at once: window auto-tuning needs it */
+    (void) yamux_ping(ts->mux, (uint32_t) ngx_current_msec);
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "tunnel: session %016xL from %V for account \"%V\" "
@@ -1268,17 +1238,17 @@ ngx_tunnel_hello(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 }
 
 
+/* a bind that keeps the protocol's rules: the token's and ours remain */
 static void
-ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
+ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_ctl_event_t *ev)
 {
-    u_char               *p;
     ngx_str_t             why, url;
     ngx_uint_t            code;
     ngx_pool_t           *pool;
-    tunnel_msg_t          r;
+    tunnel_msg_t          r, *m;
     ngx_tunnel_tunnel_t  *t;
-    u_char                name[4 * NGX_TUNNEL_NAME_MAX];
 
+    m = &ev->msg;
     ngx_str_null(&why);
     t = NULL;
 
@@ -1301,25 +1271,11 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
     t->kind = m->kind;
     t->id = ++ts->next_tunnel;
 
-    if (ts->draining) {
-        code = TUNNEL_E_SHUTDOWN;
-        goto failed;
-    }
+    if (t->kind == TUNNEL_KIND_TCP) {
+        code = ngx_tunnel_bind_port(ts, t, ev, &why);
 
-    switch (m->kind) {
-
-    case TUNNEL_KIND_HTTP:
-    case TUNNEL_KIND_TLS:
-        code = ngx_tunnel_bind_name(ts, t, m, &why);
-        break;
-
-    case TUNNEL_KIND_TCP:
-        code = ngx_tunnel_bind_port(ts, t, m, &why);
-        break;
-
-    default:
-        code = TUNNEL_E_KIND;
-        ngx_str_set(&why, "unknown tunnel kind");
+    } else {
+        code = ngx_tunnel_bind_name(ts, t, ev);
     }
 
     if (code) {
@@ -1361,27 +1317,7 @@ ngx_tunnel_bind(ngx_tunnel_session_t *ts, tunnel_msg_t *m)
 
 failed:
 
-    if (why.len == 0) {
-        why.data = (u_char *) tunnel_error_text(code);
-        why.len = ngx_strlen(why.data);
-    }
-
-    /* the name as sent: the codec bounds it to NGX_TUNNEL_NAME_MAX */
-    p = ngx_tunnel_escape(name, m->name.data,
-                          ngx_min(m->name.len, NGX_TUNNEL_NAME_MAX));
-
-    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
-                  "tunnel: session %016xL (account \"%V\") refused %s "
-                  "bind \"%*s\" port %uD: %V", ts->id, &ts->token->account,
-                  tunnel_kind_name(m->kind), p - name, name, m->port, &why);
-
-    ngx_memzero(&r, sizeof(tunnel_msg_t));
-    r.type = TUNNEL_BIND_ERROR;
-    r.request_id = m->request_id;
-    r.code = (uint32_t) code;
-    r.message.data = why.data;
-    r.message.len = why.len;
-    ngx_tunnel_send(ts, &r);
+    ngx_tunnel_bind_refuse(ts, m, code, &why);
 
     if (t) {
         ngx_destroy_pool(t->pool);
@@ -1389,79 +1325,72 @@ failed:
 }
 
 
+/* BIND_ERROR, and a line that shows the name as it was sent */
+static void
+ngx_tunnel_bind_refuse(ngx_tunnel_session_t *ts, tunnel_msg_t *m,
+    ngx_uint_t code, ngx_str_t *why)
+{
+    u_char        *p;
+    ngx_str_t      text;
+    tunnel_msg_t   r;
+    u_char         name[4 * NGX_TUNNEL_NAME_MAX];
+
+    text = *why;
+
+    if (text.len == 0) {
+        text.data = (u_char *) tunnel_error_text(code);
+        text.len = ngx_strlen(text.data);
+    }
+
+    /* the codec bounds it to NGX_TUNNEL_NAME_MAX */
+    p = ngx_tunnel_escape(name, m->name.data,
+                          ngx_min(m->name.len, NGX_TUNNEL_NAME_MAX));
+
+    ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
+                  "tunnel: session %016xL (account \"%V\") refused %s "
+                  "bind \"%*s\" port %uD: %V", ts->id, &ts->token->account,
+                  tunnel_kind_name(m->kind), p - name, name, m->port, &text);
+
+    ngx_memzero(&r, sizeof(tunnel_msg_t));
+    r.type = TUNNEL_BIND_ERROR;
+    r.request_id = m->request_id;
+    r.code = (uint32_t) code;
+    r.message.data = text.data;
+    r.message.len = text.len;
+    ngx_tunnel_send(ts, &r);
+}
+
+
+/* http, tls: the name, full and lowercase (tunnel_ctl); empty: a random one */
 static ngx_uint_t
 ngx_tunnel_bind_name(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
-    tunnel_msg_t *m, ngx_str_t *why)
+    tunnel_ctl_event_t *ev)
 {
-    u_char                        *p;
     ngx_str_t                      name;
     ngx_uint_t                     code;
-    ngx_pool_t                    *pool;
     ngx_stream_tunnel_srv_conf_t  *conf;
 
     conf = ts->conf;
-    pool = t->pool;
 
-    if (m->name.len > NGX_TUNNEL_NAME_MAX) {
-        ngx_str_set(why, "the name is longer than 253 characters");
-        return TUNNEL_E_NAME_INVALID;
-    }
-
-    if (m->name.len && ngx_strlchr((u_char *) m->name.data,
-                                   (u_char *) m->name.data + m->name.len,
-                                   '.') == NULL)
-    {
-        /* a label: under our domain */
-        if (conf->domain.len == 0) {
-            ngx_str_set(why, "this server has no tunnel domain: "
-                             "ask for a full hostname");
-            return TUNNEL_E_NAME_INVALID;
-        }
-
-        name.len = m->name.len + 1 + conf->domain.len;
-        name.data = ngx_pnalloc(pool, name.len);
-        if (name.data == NULL) {
-            return TUNNEL_E_INTERNAL;
-        }
-
-        p = ngx_cpymem(name.data, m->name.data, m->name.len);
-        *p++ = '.';
-        ngx_memcpy(p, conf->domain.data, conf->domain.len);
-
-    } else {
-        name.len = m->name.len;
-        name.data = ngx_pnalloc(pool, name.len + 1);
-        if (name.data == NULL) {
-            return TUNNEL_E_INTERNAL;
-        }
-
-        ngx_memcpy(name.data, m->name.data, name.len);
+    name.len = ev->name.len;
+    name.data = ngx_pnalloc(t->pool, name.len + 1);
+    if (name.data == NULL) {
+        return TUNNEL_E_INTERNAL;
     }
 
     if (name.len) {
-        ngx_strlow(name.data, name.data, name.len);
-
-        if (ngx_tunnel_name_valid(name.data, name.len) != NGX_OK) {
-            ngx_str_set(why, "the name is not a valid DNS name (letters, "
-                             "digits and hyphens, dot-separated)");
-            return TUNNEL_E_NAME_INVALID;
-        }
+        ngx_memcpy(name.data, ev->name.data, name.len);
 
         if (ngx_tunnel_token_allows_name(ts->token, &name, &conf->domain)
             != NGX_OK)
         {
             return TUNNEL_E_NAME_FORBIDDEN;
         }
-
-    } else if (conf->domain.len == 0) {
-        ngx_str_set(why, "this server has no tunnel domain for random "
-                         "names: ask for a full hostname");
-        return TUNNEL_E_NAME_INVALID;
     }
 
     code = ngx_tunnel_registry_bind_name(ts->zone, ts->sh, t->kind, &name,
                                          &conf->domain, t->id,
-                                         ts->token->max_tunnels, pool,
+                                         ts->token->max_tunnels, t->pool,
                                          &t->member);
     if (code) {
         return code;
@@ -1473,47 +1402,20 @@ ngx_tunnel_bind_name(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
 }
 
 
+/* tcp: the port wanted (0: any) within the server's and the token's range */
 static ngx_uint_t
 ngx_tunnel_bind_port(ngx_tunnel_session_t *ts, ngx_tunnel_tunnel_t *t,
-    tunnel_msg_t *m, ngx_str_t *why)
+    tunnel_ctl_event_t *ev, ngx_str_t *why)
 {
-    in_port_t                      lo, hi, want, *port;
-    ngx_int_t                      rc;
-    ngx_uint_t                     code, i, held;
-    ngx_array_t                    busy;
-    ngx_tunnel_route_t             route;
-    ngx_stream_tunnel_srv_conf_t  *conf;
+    in_port_t            lo, hi, want, *port;
+    ngx_int_t            rc;
+    ngx_uint_t           code, i, held;
+    ngx_array_t          busy;
+    ngx_tunnel_route_t   route;
 
-    conf = ts->conf;
-
-    if (conf->port_min == 0) {
-        ngx_str_set(why, "this server does not offer TCP tunnels");
-        return TUNNEL_E_KIND;
-    }
-
-    lo = conf->port_min;
-    hi = conf->port_max;
-
-    if (ts->token->port_min) {
-        lo = ngx_max(lo, ts->token->port_min);
-        hi = ngx_min(hi, ts->token->port_max);
-
-        if (lo > hi) {
-            ngx_str_set(why, "the token's ports are outside the server's "
-                             "range");
-            return TUNNEL_E_PORT_FORBIDDEN;
-        }
-    }
-
-    if (m->port > 65535) {
-        return TUNNEL_E_PORT_FORBIDDEN;
-    }
-
-    want = (in_port_t) m->port;
-
-    if (want && (want < lo || want > hi)) {
-        return TUNNEL_E_PORT_FORBIDDEN;
-    }
+    lo = ev->port_min;
+    hi = ev->port_max;
+    want = ev->port;
 
     if (ngx_array_init(&busy, t->pool, 4, sizeof(in_port_t))
         != NGX_OK)
@@ -1775,6 +1677,10 @@ ngx_tunnel_refuse(ngx_tunnel_session_t *ts, ngx_uint_t code,
     const char *message)
 {
     tunnel_msg_t  m;
+
+    if (ts->ctl) {
+        tunnel_ctl_close(ts->ctl);
+    }
 
     ngx_memzero(&m, sizeof(tunnel_msg_t));
     m.type = TUNNEL_ERROR;

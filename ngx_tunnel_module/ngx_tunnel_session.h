@@ -41,6 +41,7 @@ typedef struct {
     ngx_msec_t                    reconnect_grace;
     ngx_msec_t                    idle_timeout; /* of public connections */
     size_t                        window;
+    size_t                        window_max;   /* auto-tuning bound */
     ngx_uint_t                    max_streams;
 
     ngx_stream_complex_value_t   *pass;         /* tunnel_pass */
@@ -128,7 +129,7 @@ struct ngx_tunnel_session_s {
     uint32_t                      next_tunnel;
 
     uint32_t                      ctl_id;       /* control stream */
-    ngx_buf_t                    *ctl_in;       /* a message being read */
+    tunnel_ctl_t                 *ctl;          /* what it says */
     ngx_buf_t                    *stash;        /* input not yet taken */
     ngx_buf_t                     stash_buf;    /* stash points here */
 

@@ -249,6 +249,37 @@ peer_init(peer_t *p, int client, uint32_t window)
 }
 
 
+static uint64_t  fake_now = 1000;
+
+
+static uint64_t
+fake_clock(void)
+{
+    return fake_now;
+}
+
+
+/* as peer_init, with window auto-tuning up to "max" on the fake clock */
+static void
+peer_init_tuned(peer_t *p, int client, uint32_t window, uint32_t max)
+{
+    yamux_config_t  conf;
+
+    memset(p, 0, sizeof(peer_t));
+
+    yamux_config_init(&conf, client);
+    conf.window = window;
+    conf.max_window = max;
+    conf.clock = fake_clock;
+    conf.allocator.alloc = counting_alloc;
+    conf.allocator.free = counting_free;
+    conf.allocator.ud = p;
+
+    p->consume = 1;
+    p->s = yamux_session_new(&conf, &callbacks, p);
+}
+
+
 static void
 peer_free(peer_t *p)
 {
@@ -1540,6 +1571,100 @@ test_go_away_codes(void)
 }
 
 
+/*
+ * Sends what the window allows, "rounds" times, "step" ms apart on the
+ * fake clock; returns the bytes sent.
+ */
+static size_t
+send_rounds(peer_t *c, peer_t *s, uint32_t id, int rounds, uint64_t step)
+{
+    int       rc, r;
+    size_t    n, total;
+    uint8_t  *p;
+
+    total = 0;
+
+    for (r = 0; r < rounds; r++) {
+        for ( ;; ) {
+            n = 0;
+            p = yamux_stream_reserve(c->s, id, &n, &rc);
+            if (p == NULL) {
+                break;
+            }
+
+            yamux_stream_commit(c->s, id, n);
+            total += n;
+        }
+
+        fake_now += step;
+        pump(c, s);
+    }
+
+    return total;
+}
+
+
+static void
+test_window_autotune(void)
+{
+    static peer_t  c, s;
+    uint32_t       id;
+
+    /* a 50 ms round trip, measured by a ping each way */
+    peer_init_tuned(&c, 1, 256 * 1024, 4 * 1024 * 1024);
+    peer_init_tuned(&s, 0, 256 * 1024, 4 * 1024 * 1024);
+
+    yamux_ping(c.s, 1);
+    yamux_ping(s.s, 2);
+
+    {
+        static uint8_t  buf[256];
+        size_t          n1, n2;
+
+        n1 = take(&c, buf, 128);
+        n2 = take(&s, buf + 128, 128);
+        fake_now += 25;
+        yamux_input(s.s, buf, n1);
+        yamux_input(c.s, buf + 128, n2);
+        fake_now += 25;
+        pump(&c, &s);
+    }
+    CHECK(yamux_rtt(c.s) == 50 && yamux_rtt(s.s) == 50,
+          "round trip measured: %u and %u ms", yamux_rtt(c.s),
+          yamux_rtt(s.s));
+
+    /* a reader that keeps up, updates 10 ms apart: the window doubles */
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+    send_rounds(&c, &s, id, 40, 10);
+    CHECK(yamux_stream_recv_window(s.s, id) == 4 * 1024 * 1024,
+          "a fast stream's window grew to the maximum: %u",
+          yamux_stream_recv_window(s.s, id));
+    CHECK(yamux_stream_send_window(c.s, id) <= 4 * 1024 * 1024,
+          "never beyond it: %u", yamux_stream_send_window(c.s, id));
+
+    /* updates 200 ms apart (4 round trips): the reader is the limit */
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+    send_rounds(&c, &s, id, 10, 200);
+    CHECK(yamux_stream_recv_window(s.s, id) == 256 * 1024,
+          "a stream read slowly keeps its window: %u",
+          yamux_stream_recv_window(s.s, id));
+
+    /* a reader that does not read: nothing to announce, nothing grows */
+    s.consume = 0;
+    yamux_stream_open(c.s, &id, NULL);
+    pump(&c, &s);
+    CHECK(send_rounds(&c, &s, id, 10, 1) == 256 * 1024,
+          "an unread stream gets its window, once");
+    CHECK(yamux_stream_recv_window(s.s, id) == 256 * 1024,
+          "and it does not grow: %u", yamux_stream_recv_window(s.s, id));
+
+    peer_free(&c);
+    peer_free(&s);
+}
+
+
 static void
 test_large_window(void)
 {
@@ -1795,6 +1920,7 @@ main(void)
     test_reset_before_syn_sent();
     test_go_away_codes();
     test_large_window();
+    test_window_autotune();
     test_backpressure_memory_bounded();
     test_strerror();
     test_closed_callback_reserves();
