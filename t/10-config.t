@@ -44,6 +44,10 @@ my @bad = (
       . "tunnel_window 1k;\n",
       qr/tunnel_window must be between 256k and 2047m/,
       'window below the yamux minimum' ],
+    [ "tunnel_server on; tunnel_tokens %%TESTDIR%%/tunnel.tokens; "
+      . "tunnel_window 16m; tunnel_window_max 8m;\n",
+      qr/tunnel_window_max must be between tunnel_window \(16777216\) and 2047m/,
+      'auto-tuning bound below the window' ],
     [ "tunnel_tokens %%TESTDIR%%/missing.tokens;\n",
       qr/missing\.tokens/,
       'token file that does not exist' ],
