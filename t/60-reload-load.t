@@ -39,7 +39,7 @@ my $EVERY = 1.5;                # s between reloads
 my $EXIT_BOUND = 15;            # s an old generation may take to exit
 my $CONNS = 200;
 
-my $t = TunnelTest->new->plan(23);
+my $t = TunnelTest->new->plan(25);
 
 $t->write_config(edge_config($t,
     workers => 4,
@@ -248,3 +248,6 @@ ok($moved >= 4 * $RELOADS && !$refused,
     or diag($refused);
 unlike($log, qr/\[error\]/, 'no [error] in error.log')
     or diag(first10($log =~ /^.*\[error\].*$/mg));
+
+# (now: phase() holds $t, which would be destroyed too late)
+$t->_final_checks;
