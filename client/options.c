@@ -30,6 +30,7 @@
 
 #include "client.h"
 #include "options.h"
+#include "tunnel_ctl.h"
 
 
 #define OPT_MAX_ERRORS   20
@@ -1769,7 +1770,7 @@ opt_bool(const char *v, int *b)
 
 
 /*
- * A DNS name, as the server accepts it (ngx_tunnel_name_valid): labels of
+ * A DNS name, as the server accepts it (tunnel_name_check): labels of
  * letters, digits and hyphens, lowercased.  "labels": 1 exactly one,
  * 2 at least two (a hostname), -1 any.
  */
@@ -1777,9 +1778,7 @@ static int
 opt_dns_name(const char *v, int labels, char *out, size_t size, char *err,
     size_t len)
 {
-    size_t       n, i, start;
-    int          count;
-    char         c;
+    size_t  n, i, at;
 
     n = strlen(v);
 
@@ -1799,57 +1798,40 @@ opt_dns_name(const char *v, int labels, char *out, size_t size, char *err,
         return -1;
     }
 
-    count = 1;
-    start = 0;
-
-    for (i = 0; i <= n; i++) {
-        c = (i < n) ? (char) tolower((unsigned char) v[i]) : '.';
-
-        if (c == '.') {
-            if (i == start) {
-                snprintf(err, len, "\"%s\" is not a valid name: it has an "
-                         "empty label (two dots in a row, or a dot first)",
-                         v);
-                return -1;
-            }
-
-            if (i - start > 63) {
-                snprintf(err, len, "\"%s\" is not a valid name: a label "
-                         "(between dots) has at most 63 characters", v);
-                return -1;
-            }
-
-            if (out[start] == '-' || out[i - 1] == '-') {
-                snprintf(err, len, "\"%s\" is not a valid name: a label "
-                         "neither begins nor ends with '-'", v);
-                return -1;
-            }
-
-            if (i < n) {
-                count++;
-                out[i] = '.';
-            }
-
-            start = i + 1;
-            continue;
-        }
-
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-              || c == '-'))
-        {
-            snprintf(err, len, "\"%s\" is not a valid name: '%c' is not "
-                     "allowed; use letters, digits and '-'", v,
-                     (unsigned char) v[i] > ' ' && v[i] != 0x7f ? v[i]
-                                                                : '?');
-            return -1;
-        }
-
-        out[i] = c;
+    for (i = 0; i < n; i++) {
+        out[i] = (char) tolower((unsigned char) v[i]);
     }
 
     out[n] = '\0';
 
-    if (labels == 2 && count < 2) {
+    switch (tunnel_name_check((const uint8_t *) out, n, &at)) {
+
+    case TUNNEL_NAME_OK:
+        break;
+
+    case TUNNEL_NAME_EMPTY_LABEL:
+        snprintf(err, len, "\"%s\" is not a valid name: it has an empty "
+                 "label (two dots in a row, or a dot first)", v);
+        return -1;
+
+    case TUNNEL_NAME_LONG_LABEL:
+        snprintf(err, len, "\"%s\" is not a valid name: a label (between "
+                 "dots) has at most 63 characters", v);
+        return -1;
+
+    case TUNNEL_NAME_HYPHEN:
+        snprintf(err, len, "\"%s\" is not a valid name: a label neither "
+                 "begins nor ends with '-'", v);
+        return -1;
+
+    default: /* TUNNEL_NAME_CHAR: the length was checked above */
+        snprintf(err, len, "\"%s\" is not a valid name: '%c' is not "
+                 "allowed; use letters, digits and '-'", v,
+                 (unsigned char) v[at] > ' ' && v[at] != 0x7f ? v[at] : '?');
+        return -1;
+    }
+
+    if (labels == 2 && memchr(out, '.', n) == NULL) {
         snprintf(err, len, "\"%s\" is one label: a hostname is a full name "
                  "like %s.example.com; for a name under the edge's domain "
                  "use --name", v, out);
