@@ -256,6 +256,11 @@ conn_read(conn_t *c, void *buf, size_t len)
         n = read(c->fd, buf, len);
 
         if (n >= 0) {
+            if (n > 0 && (size_t) n < len && !c->rdhup) {
+                /* drained (loop.h): the next bytes bring an event */
+                c->readable = 0;
+            }
+
             return n;
         }
 

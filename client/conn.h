@@ -33,6 +33,7 @@ typedef struct {
     conn_state_e   state;
     SSL           *ssl;
     int            readable;      /* edge-triggered: ready until EAGAIN */
+    int            rdhup;         /* the server's FIN waits behind data */
     int            writable;
 
     /* TLS: bytes taken from the caller, not yet through SSL_write */

@@ -74,6 +74,7 @@ struct fwd_s {
     unsigned       shut_wr:1;       /* we passed that FIN on */
     unsigned       stream_gone:1;   /* yamux forgot the stream */
     unsigned       counted:1;       /* in the tunnel's open count */
+    unsigned       rdhup:1;         /* a FIN waits behind the bytes */
 
     fwd_buf_t      out;             /* toward the local service */
     size_t         owed;            /* received, not yet credited */
@@ -314,6 +315,10 @@ fwd_io(void *data, unsigned events)
 
     if (events & LOOP_WRITE) {
         f->writable = 1;
+    }
+
+    if (events & LOOP_RDHUP) {
+        f->rdhup = 1;
     }
 
     if (f->state == F_CONNECTING) {
@@ -711,6 +716,13 @@ fwd_read_local(fwd_t *f)
             yamux_stream_commit(mux, f->id, (size_t) n);
             f->tunnel->bytes_out += (uint64_t) n;
             session_flush_later(f->session);
+
+            if ((size_t) n < len && !f->rdhup) {
+                /* drained: spare the read that would say EAGAIN */
+                f->readable = 0;
+                break;
+            }
+
             continue;
         }
 

@@ -241,12 +241,16 @@ loop_run(loop_t *l)
                 events |= LOOP_READ;
             }
 
+            if (ev[i].events & EPOLLRDHUP) {
+                events |= LOOP_RDHUP;
+            }
+
             if (ev[i].events & EPOLLOUT) {
                 events |= LOOP_WRITE;
             }
 
             if (ev[i].events & (EPOLLERR | EPOLLHUP)) {
-                events |= LOOP_HUP | LOOP_READ | LOOP_WRITE;
+                events |= LOOP_HUP | LOOP_RDHUP | LOOP_READ | LOOP_WRITE;
             }
 
             io->handler(io->data, events);

@@ -6,6 +6,9 @@
  * Descriptors are watched edge-triggered for both directions from the
  * start, as nginx does: a handler reads or writes until EAGAIN, and
  * remembers readiness in its own flags when it stops early (back-pressure).
+ * A read shorter than asked for drained the socket, as nginx assumes with
+ * EPOLLRDHUP: new bytes bring a new event, and LOOP_RDHUP says when a FIN
+ * is waiting behind the bytes read.
  * The epoll specifics stay in loop.c, so that kqueue can be added there.
  */
 
@@ -19,6 +22,7 @@
 #define LOOP_READ      0x1
 #define LOOP_WRITE     0x2
 #define LOOP_HUP       0x4
+#define LOOP_RDHUP     0x8     /* the peer sent FIN: read on to the end */
 
 
 typedef struct loop_s   loop_t;

@@ -223,6 +223,10 @@ session_io(void *data, unsigned events)
         s->conn.readable = 1;
     }
 
+    if (events & LOOP_RDHUP) {
+        s->conn.rdhup = 1;
+    }
+
     if (events & LOOP_WRITE) {
         s->conn.writable = 1;
     }
