@@ -19,6 +19,7 @@
 
 #include "yamux.h"
 #include "tunnel_msg.h"
+#include "tunnel_ctl.h"
 
 
 #define NGX_TUNNEL_VERSION        "0.1.0"
@@ -70,20 +71,11 @@ ngx_tunnel_token_t *ngx_tunnel_token_find(ngx_array_t *tokens, u_char *p,
     size_t len);
 
 /*
- * A lowercase DNS name: labels of [a-z0-9-], 1-63 bytes, not beginning or
- * ending with "-", 253 bytes in all.
- */
-ngx_int_t ngx_tunnel_name_valid(u_char *p, size_t len);
-
-/*
  * What a peer sent, for a log line: bytes other than printable ASCII, '"'
  * and backslash become \xNN.  "buf" has room for 4 bytes per byte of "p";
  * returns the end of what was written.
  */
 u_char *ngx_tunnel_escape(u_char *buf, const u_char *p, size_t len);
-
-/* NGX_OK if every byte is printable ASCII (space to "~") */
-ngx_int_t ngx_tunnel_printable(const u_char *p, size_t len);
 
 /*
  * NGX_OK if the token may bind "name" (a full name).  Without name rules

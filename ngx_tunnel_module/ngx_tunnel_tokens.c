@@ -604,7 +604,9 @@ ngx_tunnel_tokens_names(ngx_tunnel_tokens_ctx_t *ctx, ngx_tunnel_token_t *t,
             rule->name.data = p + 1;                /* ".example.com" */
             rule->name.len = len - 1;
 
-            if (ngx_tunnel_name_valid(p + 2, len - 2) != NGX_OK) {
+            if (tunnel_name_check(p + 2, len - 2, NULL)
+                != TUNNEL_NAME_OK)
+            {
                 goto invalid;
             }
 
@@ -613,7 +615,7 @@ ngx_tunnel_tokens_names(ngx_tunnel_tokens_ctx_t *ctx, ngx_tunnel_token_t *t,
             rule->name.data = p;
             rule->name.len = len;
 
-            if (ngx_tunnel_name_valid(p, len) != NGX_OK) {
+            if (tunnel_name_check(p, len, NULL) != TUNNEL_NAME_OK) {
                 goto invalid;
             }
         }
@@ -922,47 +924,6 @@ ngx_tunnel_token_find(ngx_array_t *tokens, u_char *p, size_t len)
 }
 
 
-ngx_int_t
-ngx_tunnel_name_valid(u_char *p, size_t len)
-{
-    u_char  *end, *label;
-
-    if (len == 0 || len > NGX_TUNNEL_NAME_MAX) {
-        return NGX_DECLINED;
-    }
-
-    end = p + len;
-    label = p;
-
-    for ( /* void */ ; p <= end; p++) {
-
-        if (p == end || *p == '.') {
-            if (p == label || p - label > 63) {
-                return NGX_DECLINED;
-            }
-
-            /* a label neither begins nor ends with a hyphen (RFC 952) */
-            if (*label == '-' || p[-1] == '-') {
-                return NGX_DECLINED;
-            }
-
-            label = p + 1;
-            continue;
-        }
-
-        if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
-            || *p == '-')
-        {
-            continue;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
 u_char *
 ngx_tunnel_escape(u_char *buf, const u_char *p, size_t len)
 {
@@ -984,21 +945,6 @@ ngx_tunnel_escape(u_char *buf, const u_char *p, size_t len)
     }
 
     return buf;
-}
-
-
-ngx_int_t
-ngx_tunnel_printable(const u_char *p, size_t len)
-{
-    while (len--) {
-        if (*p < 0x20 || *p >= 0x7f) {
-            return NGX_DECLINED;
-        }
-
-        p++;
-    }
-
-    return NGX_OK;
 }
 
 
