@@ -268,9 +268,10 @@ print "  $_\n" for @alerts[0 .. ($#alerts < 9 ? $#alerts : 9)];
 
 $t->stop or push @alerts, 'nginx did not quit gracefully';
 $www->stop;
+$t->kill_process($_) for keys %{$t->{procs}};
 
 if ($ENV{SOAK_KEEP}) {
-    $t->{cleaned} = 1;
+    $t->{cleaned} = 1;                  # the directory only: all is stopped
     print "left in $d\n";
 }
 
