@@ -24,6 +24,7 @@
 #define SESSION_MOVE_WAIT         5000      /* ms it waits for the next */
 #define SESSION_QUIT_GRACE        5000      /* ms open connections get on quit */
 #define SESSION_STABLE            30000     /* ms up: backoff starts over */
+#define SESSION_FLAP_ATTEMPTS     2         /* after a short session */
 #define REBIND_DELAY              20        /* ms: a port an old one holds */
 #define REBIND_TRIES              250
 #define BACKOFF_FIRST             100
@@ -606,8 +607,19 @@ session_end(session_t *s)
             cl->opt->tunnels[i].bound = 0;
         }
 
-        if (s->welcomed && loop_now() - s->welcomed >= SESSION_STABLE) {
-            cl->attempts = 0;
+        /*
+         * A session that was up starts the backoff over: from nothing after
+         * a stable one, from 400 ms at most after a short one, so that a
+         * server that keeps dropping us is not asked several times a
+         * second, but a cut connection comes back well within a second.
+         */
+        if (s->welcomed) {
+            if (loop_now() - s->welcomed >= SESSION_STABLE) {
+                cl->attempts = 0;
+
+            } else if (cl->attempts > SESSION_FLAP_ATTEMPTS) {
+                cl->attempts = SESSION_FLAP_ATTEMPTS;
+            }
         }
 
         /*
