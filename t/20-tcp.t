@@ -11,7 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service command connect_tcp transfer data_sha);
 
 my $t = TunnelTest->new->plan(19);
@@ -20,30 +20,14 @@ my $MiB = 1024 * 1024;
 my $range = $t->port_range('tcp', 10);
 my ($lo, $hi) = split /-/, $range;
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-    }
-}
-EOF
+$t->write_config($t->registration_config(tcp => $range));
 
 $t->run;
 
 my $svc = service($t, 'svc', 'tcp', 'local');
 
 $t->tunnel('client', 'tcp', $svc, '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef', '--plain');
+    '--token', DEVTOKEN, '--plain');
 
 my $url = $t->tunnel_url('client');
 like($url, qr{^tcp://127\.0\.0\.1:\d+$}, 'the client is given a tcp URL')

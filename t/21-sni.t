@@ -23,29 +23,19 @@ my ($edge_crt, $edge_key) = make_cert($t, 'edge', 'IP:127.0.0.1',
 my ($a_crt, $a_key) = make_cert($t, 'a.example.test');
 my ($b_crt, $b_key) = make_cert($t, 'b.example.test');
 
-$t->write_file('tunnel.tokens', <<'EOF', 0600);
+$t->write_config($t->registration_config(domain => 0, listen => 'ssl',
+    tokens => <<'EOF', reg => <<'EOF', stream => <<'EOF'));
 alicetoken-0123456789 id=alice names=a.example.test
 bobtoken-0123456789ab id=bob names=b.example.test
 EOF
-
-$t->write_config(<<'EOF');
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%% ssl;
-        ssl_certificate     %%TESTDIR%%/edge.crt;
-        ssl_certificate_key %%TESTDIR%%/edge.key;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-    }
-
+ssl_certificate     %%TESTDIR%%/edge.crt;
+ssl_certificate_key %%TESTDIR%%/edge.key;
+EOF
     server {
         listen 127.0.0.1:%%PORT_tls%%;
         ssl_preread on;
         tunnel_pass $ssl_preread_server_name;
     }
-}
 EOF
 
 $t->run;

@@ -18,26 +18,14 @@ my $t = TunnelTest->new->plan(24);
 
 my $range = $t->port_range('tcp', 4);
 
-$t->write_file('tunnel.tokens', <<'EOF', 0600);
+$t->write_config($t->registration_config(tokens => <<'EOF', reg => <<"EOF"));
 alicetoken-0123456789 id=alice names=*.alice.test
 one-tunnel-0123456789 id=single tunnels=1
 one-stream-0123456789 id=narrow streams=1
 EOF
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_handshake_timeout 1s;
-    }
-}
+tunnel_tcp_ports $range;
+tunnel_tcp_address 127.0.0.1;
+tunnel_handshake_timeout 1s;
 EOF
 
 $t->run;

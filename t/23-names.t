@@ -18,30 +18,12 @@ use Time::HiRes qw(time sleep);
 
 my $t = TunnelTest->new->plan(21);
 
-$t->write_file('tunnel.tokens', <<'EOF', 0600);
+# tunnel_pass with a fixed name: plain bytes reach the tls tunnel "app"
+$t->write_config($t->registration_config(tokens => <<'EOF',
 alicetoken-0123456789 id=alice
 bobtoken-0123456789ab id=bob
 EOF
-
-# tunnel_pass with a fixed name: plain bytes reach the tls tunnel "app"
-$t->write_config(<<'EOF');
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_heartbeat 1s;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_app%%;
-        tunnel_pass app.tun.test;
-    }
-}
-EOF
+    reg => 'tunnel_heartbeat 1s;', app => 1));
 
 $t->run;
 

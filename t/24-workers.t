@@ -13,33 +13,22 @@ use Test::More;
 use IO::Select;
 use Socket qw(SHUT_WR);
 use Time::HiRes qw(time);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use IO::Socket::SSL;
 use TunnelService qw(service connect_tcp command workers make_cert);
 
 my $t = TunnelTest->new->plan(15);
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
 # reuseport spreads the public connections over the four workers
-$t->write_config(<<'EOF');
+$t->write_config($t->registration_config(main => <<'EOF', stream => <<'EOF'));
 worker_processes 4;
 
 events {
     worker_connections 1024;
 }
 
-stream {
-    tunnel_zone tunnels 1m;
-
+EOF
     log_format pid '$pid $status $bytes_sent';
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-    }
 
     server {
         listen 127.0.0.1:%%PORT_app%% reuseport;
@@ -53,7 +42,6 @@ stream {
         tunnel_pass $ssl_preread_server_name;
         access_log %%TESTDIR%%/tls.log pid;
     }
-}
 EOF
 
 $t->run;
@@ -70,7 +58,7 @@ my $svc = service($t, 'svc', 'echo');
 
 $t->tunnel('client', 'tls', $svc, '--name', 'app', '--plain',
     '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef');
+    '--token', DEVTOKEN);
 is($t->tunnel_url('client'), 'https://app.tun.test', 'the tunnel is bound')
     or diag($t->read_file('client.out') . $t->read_file('client.err'));
 
@@ -167,7 +155,7 @@ my ($crt, $key) = make_cert($t, 'sni.tun.test');
 my $tls = service($t, 'svc_tls', 'tls', 'S', $crt, $key);
 $t->tunnel('sni', 'tls', $tls, '--name', 'sni', '--plain',
     '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef');
+    '--token', DEVTOKEN);
 is($t->tunnel_url('sni'), 'https://sni.tun.test', 'a tls tunnel by SNI')
     or diag($t->read_file('sni.out') . $t->read_file('sni.err'));
 

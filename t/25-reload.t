@@ -12,41 +12,21 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service command connect_tcp workers);
 
 my $t = TunnelTest->new->plan(23);
 
 my $range = $t->port_range('tcp', 10);
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
-worker_processes 2;
-
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_app%%;
-        tunnel_pass app.tun.test;
-    }
-}
-EOF
+$t->write_config($t->registration_config(main => "worker_processes 2;\n\n",
+    reg => "tunnel_tcp_ports $range;\ntunnel_tcp_address 127.0.0.1;",
+    app => 1));
 
 $t->run;
 
 my @args = ('--plain', '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef');
+    '--token', DEVTOKEN);
 my $svc = service($t, 'svc', 'tcp', 'local');
 
 $t->tunnel('named', 'tls', $svc, '--name', 'app', @args);

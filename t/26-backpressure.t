@@ -15,7 +15,7 @@ use Test::More;
 use Socket qw(SHUT_WR SOL_SOCKET SO_RCVBUF);
 use POSIX ();
 use Time::HiRes qw(time sleep);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service connect_tcp transfer command data_sha
     vm_rss workers);
 
@@ -34,23 +34,8 @@ my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
 my $asan = `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/
     ? 'nginx is built with AddressSanitizer' : '';
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-        tunnel_window ${WINDOW}m;
-    }
-}
-EOF
+$t->write_config($t->registration_config(domain => 0, tcp => $range,
+    reg => "tunnel_window ${WINDOW}m;"));
 
 $t->run;
 
@@ -60,7 +45,7 @@ my $svc = service($t, 'svc', 'tcp', 'local');
 # the client's own window for public -> local: also 1 MiB
 $t->tunnel('client', 'tcp', $svc, '--plain', '--window', "${WINDOW}m",
     '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef');
+    '--token', DEVTOKEN);
 my ($port) = ($t->tunnel_url('client') // '') =~ /:(\d+)$/;
 ok($port, 'a tcp tunnel') or diag($t->read_file('client.out')
     . $t->read_file('client.err'));

@@ -11,42 +11,21 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service command);
 
 my $t = TunnelTest->new->plan(11);
 
 my $range = $t->port_range('tcp', 4);
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_app%%;
-        tunnel_pass app.tun.test;
-    }
-}
-EOF
+$t->write_config($t->registration_config(tcp => $range, app => 1));
 
 $t->run;
 
 # nothing listens there yet
 my $dead = $t->port('svc');
 my @args = ('--plain', '--server', '127.0.0.1:' . $t->port('reg'),
-    '--token', 'devtoken-0123456789abcdef');
+    '--token', DEVTOKEN);
 
 $t->tunnel('tcp', 'tcp', $dead, @args);
 $t->tunnel('tls', 'tls', $dead, '--name', 'app', @args);

@@ -21,25 +21,11 @@ my $range = $t->port_range('tcp', 3);
 my ($lo, $hi) = split /-/, $range;
 my $mid = $lo + 1;
 
-$t->write_file('tunnel.tokens', <<"EOF", 0600);
+$t->write_config($t->registration_config(domain => 0, tcp => $range,
+    tokens => <<"EOF"));
 devtoken-0123456789abcdef id=dev
 bobtoken-0123456789abcdef id=bob
 onetoken-0123456789abcdef id=one ports=$hi
-EOF
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-    }
-}
 EOF
 
 $t->run;

@@ -20,30 +20,13 @@ my $t = TunnelTest->new->plan(21);
 my $range = $t->port_range('tcp', 10);
 my ($lo) = $range =~ /^(\d+)/;
 
-$t->write_file('tunnel.tokens', <<'EOF', 0600);
-clienttoken-0123456789 id=dev
-EOF
-
-$t->write_config(<<"EOF");
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server    on;
-        tunnel_tokens    %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain    tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp   tcp://127.0.0.1:\$port;
-        tunnel_heartbeat 1s;
-    }
-
+$t->write_config($t->registration_config(tcp => $range,
+    tokens => "clienttoken-0123456789 id=dev\n", reg => 'tunnel_heartbeat 1s;',
+    stream => <<'EOF'));
     server {
         listen 127.0.0.1:%%PORT_public%%;
         tunnel_pass app.tun.test tls;
     }
-}
 EOF
 
 my $svc = service($t, 'svc', 'tcp', 'local');

@@ -12,7 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service workers);
 
 my $RELOADS = 10;
@@ -24,35 +24,20 @@ my $t = TunnelTest->new->plan(11);
 
 my $range = $t->port_range('tcp', 10);
 
-$t->write_file('tunnel.tokens', "devtoken-0123456789abcdef id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
+$t->write_config($t->registration_config(tcp => $range, main => <<'EOF'));
 worker_processes 4;
 
 events {
     worker_connections 4096;
 }
 
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-    }
-}
 EOF
 
 $t->run;
 
 my $svc = service($t, 'svc', 'tcp', 'local');
 $t->tunnel('tcp', 'tcp', $svc, '--plain', '--server',
-    '127.0.0.1:' . $t->port('reg'), '--token', 'devtoken-0123456789abcdef');
+    '127.0.0.1:' . $t->port('reg'), '--token', DEVTOKEN);
 my ($port) = ($t->tunnel_url('tcp') // '') =~ /:(\d+)$/;
 ok($port, "a tcp tunnel on port $port");
 my $client = $t->{procs}{tcp};

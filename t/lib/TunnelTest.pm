@@ -18,7 +18,10 @@ use Scalar::Util qw(weaken);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(request http_get http_post wait_for_file_match);
+our @EXPORT_OK = qw(request http_get http_post wait_for_file_match DEVTOKEN);
+
+# the token of registration_config's token file unless told otherwise
+use constant DEVTOKEN => 'devtoken-0123456789abcdef';
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
 
@@ -207,6 +210,48 @@ sub write_config {
 
     $self->write_file('nginx.conf', $conf);
     return $self;
+}
+
+# A stream block with the registration server on port "reg", and its token
+# file, tunnel.tokens: $o{tokens}, or DEVTOKEN for account "dev".  %o:
+# domain (0: no tunnel_domain, else tun.test), tcp (a port range: tcp
+# tunnels there on 127.0.0.1, with tcp:// URLs there), reg (more lines for
+# the server), listen (more listen parameters), app (1: a server on port
+# "app" that passes plain bytes to the tunnel app.tun.test), stream (more
+# text in the block), zone (1m), main (text before the block).
+sub registration_config {
+    my ($self, %o) = @_;
+    $self->write_file('tunnel.tokens', $o{tokens} // DEVTOKEN . " id=dev\n",
+        0600);
+
+    my @lines = split /\n/, $o{reg} // '';
+    unshift @lines, "tunnel_tcp_ports $o{tcp};",
+        'tunnel_tcp_address 127.0.0.1;', 'tunnel_url tcp tcp://127.0.0.1:$port;'
+        if $o{tcp};
+    unshift @lines, 'tunnel_domain tun.test;' if $o{domain} // 1;
+    my $reg = join '', map { s/^\s*/        /r . "\n" } @lines;
+    my $listen = $o{listen} ? " $o{listen}" : '';
+    my $zone = $o{zone} // '1m';
+    my $app = $o{app} ? <<'EOF' : '';
+
+    server {
+        listen 127.0.0.1:%%PORT_app%%;
+        tunnel_pass app.tun.test;
+    }
+EOF
+    my $stream = defined $o{stream} ? "\n$o{stream}" : '';
+
+    return ($o{main} // '') . <<"EOF";
+stream {
+    tunnel_zone tunnels $zone;
+
+    server {
+        listen 127.0.0.1:%%PORT_reg%%$listen;
+        tunnel_server on;
+        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
+$reg    }
+$app$stream}
+EOF
 }
 
 sub write_file {
@@ -651,6 +696,10 @@ C<http {}> it sets the temp paths and access log inside the test directory.
 new(log_level => ...), plan($n), done_testing, testdir, expect_alerts($re),
 port($name),
 port_range($name, $count), write_config($text), write_file($name, $text),
+registration_config(tokens =>, domain =>, tcp =>, reg =>, listen =>, app =>,
+stream =>, zone =>, main =>): the text of a stream block with the
+registration server on "reg", its token file written (see the comment at
+the sub),
 read_file($name), test_config([$text]), run(timeout => s, detached => 1:
 not as our child, so that USR2 works; set $t->{master} to the new master
 after a binary upgrade),
@@ -661,6 +710,8 @@ wait_for_file_match($file, $regex, $timeout).
 
 Functions: request($port, $data), http_get($port, $uri, host => ...,
 headers => ...), http_post($port, $uri, $body, ...), wait_for_file_match.
+Constant: DEVTOKEN, the token registration_config's token file holds
+unless told otherwise.
 
 At the end (object destruction) nginx is stopped and spawned processes are
 killed.  With C<plan> or C<done_testing>, two more tests check that the
