@@ -29,12 +29,10 @@ my $one = 'one-tunnel-token-0123456';
 
 $t->write_config(edge_config($t,
     workers => 2,
-    registration => qq{
+    tcp => $range,
+    registration => q{
         tunnel_reconnect_grace 5s;
         tunnel_heartbeat 1s;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
 },
     stream => q{
     server {                        # the same, without a grace

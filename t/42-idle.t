@@ -27,12 +27,8 @@ my $range0 = $t->port_range('tcp0', 2);
 
 $t->write_config(edge_config($t,
     workers => 2,
-    registration => qq{
-        tunnel_idle_timeout 1s;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-},
+    tcp => $range,
+    registration => 'tunnel_idle_timeout 1s;',
     stream => qq{
     server {                        # the same, with no idle timeout
         listen 127.0.0.1:%%PORT_reg0%%;

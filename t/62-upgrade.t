@@ -32,10 +32,7 @@ my $t = TunnelTest->new->plan(14);
 
 my $range = $t->port_range('tcp', 4);
 
-$t->write_config(edge_config($t, workers => 2,
-    registration => "tunnel_tcp_ports $range;\n"
-        . "        tunnel_tcp_address 127.0.0.1;\n"
-        . "        tunnel_url tcp tcp://127.0.0.1:\$port;"));
+$t->write_config(edge_config($t, workers => 2, tcp => $range));
 
 $t->run(detached => 1);
 my $old = $t->{master};

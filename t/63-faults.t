@@ -35,12 +35,7 @@ my $t = TunnelTest->new->plan(22);
 
 my $range = $t->port_range('tcp', 4);
 
-$t->write_config(edge_config($t, workers => 2,
-    registration => qq{
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-}));
+$t->write_config(edge_config($t, workers => 2, tcp => $range));
 $t->run;
 
 my $port = $t->port('http');

@@ -82,46 +82,34 @@ sub start_http_tunnel {
     return tunnel_url($t, $name, 10, \%skip);
 }
 
-# The usual edge for the tests: a token file, the registration server on
-# "reg", and an http server on "http" that proxies *.tun.test to the
-# tunnels.  %o: workers (1), http (more text for the http block), server
-# (more text for the http server), location (more text for "location /"),
-# stream (more text for the stream block), registration (more text for the
-# registration server), status (location /tunnels).
+# The usual edge for the tests: TunnelTest's registration_config on "reg",
+# with a token file of TOKEN (account "tester") and http URLs, and an http
+# server on "http" that proxies *.tun.test to the tunnels.  %o: workers
+# (1), tcp (a port range, as for registration_config), http (more text for
+# the http block), server (more text for the http server), location (more
+# text for "location /"), stream (more text for the stream block),
+# registration (more text for the registration server), status (location
+# /tunnels).
 sub edge_config {
     my ($t, %o) = @_;
-
-    $t->write_file('tunnel.tokens', TOKEN . " id=tester\n", 0600);
 
     my $workers = $o{workers} // 1;
     my $http = $o{http} // '';
     my $server = $o{server} // '';
     my $location = $o{location} // '';
-    my $stream = $o{stream} // '';
-    my $registration = $o{registration} // '';
 
-    return <<"EOF";
+    return $t->registration_config(zone => '4m',
+        tokens => TOKEN . " id=tester\n", tcp => $o{tcp},
+        reg => 'tunnel_url http http://$name:%%PORT_http%%;' . "\n"
+            . ($o{registration} // ''),
+        stream => $o{stream}, main => <<"EOF") . <<"EOF";
 worker_processes $workers;
 
 events {
     worker_connections 4096;
 }
 
-stream {
-    tunnel_zone tunnels 4m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_url http http://\$name:%%PORT_http%%;
-$registration
-    }
-
-$stream
-}
-
+EOF
 http {
     upstream tunnels {
         tunnel_route \$host;
