@@ -17,53 +17,16 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TunnelTest;
-use TunnelService qw(service workers);
-use TunnelRaw qw(frame data_frame msg probe_start probe_wait probe_stop
-    bystander_start bystander_stop WINDOW SYN);
+use TunnelTest qw(DEVTOKEN);
+use TunnelService qw(workers);
+use TunnelRaw qw(frame data_frame msg hostile_start probe_ok bystander_stop
+    WINDOW SYN);
 
 my $t = TunnelTest->new->plan(58);
 
-my $TOKEN = 'devtoken-0123456789abcdef';
-my $range = $t->port_range('tcp', 4);
+my $TOKEN = DEVTOKEN;
 
-$t->write_file('tunnel.tokens', "$TOKEN id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
-worker_processes 1;
-
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-        tunnel_handshake_timeout 2s;
-        tunnel_heartbeat 1s;
-    }
-}
-EOF
-
-$t->run;
-
-my $reg = $t->port('reg');
-my @workers = workers($t);
-my $svc = service($t, 'svc', 'tcp', 'local');
-
-$t->tunnel('client', 'tcp', $svc, '--server', "127.0.0.1:$reg",
-    '--token', $TOKEN, '--plain');
-my ($port) = ($t->tunnel_url('client') // '') =~ /:(\d+)$/;
-ok($port, 'a real client has a tcp tunnel')
-    or diag($t->read_file('client.out') . $t->read_file('client.err'));
-
-my $probe = probe_start($t, 'client', $port, "hello from local\n");
-my $good = bystander_start($t, 'good', $reg, 'tcp', token => $TOKEN,
-    instance => 'good');
+my ($reg, $probe, $good, @workers) = hostile_start($t);
 
 my $hello = msg('hello', version => 1, token => $TOKEN);
 
@@ -221,12 +184,7 @@ is($b && $b->{url}, 'http://fine.tun.test',
 
 # the others went on meanwhile
 
-probe_wait($probe, 5);
-my ($ok, $bad, $slowest) = probe_stop($probe);
-ok($ok >= 2 && !@$bad,
-    sprintf('the real tunnel served all along: %d answers, %d wrong, '
-        . 'slowest %.2fs', $ok, scalar @$bad, $slowest))
-    or diag(explain $bad);
+probe_ok($probe, 2, 'the real tunnel');
 
 is(bystander_stop($good), "first bound\nthen bound\n",
     'the raw session that behaves is still up, and still binds');

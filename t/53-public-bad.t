@@ -18,41 +18,28 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::SSL;
 use Time::HiRes qw(time sleep);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service make_cert connect_tcp workers);
-use TunnelRaw qw(client_hello probe_start probe_wait probe_stop);
+use TunnelRaw qw(client_hello probe_start probe_ok);
 
 my $t = TunnelTest->new->plan(39);
 
-my $TOKEN = 'devtoken-0123456789abcdef';
 my ($crt, $key) = make_cert($t, 'app.tun.test');
 
-$t->write_file('tunnel.tokens', "$TOKEN id=dev\n", 0600);
-
-$t->write_config(<<'EOF');
+$t->write_config($t->registration_config(main => <<'EOF', stream => <<'EOF'));
 worker_processes 1;
 
 events {
     worker_connections 1024;
 }
 
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-    }
-
+EOF
     server {
         listen 127.0.0.1:%%PORT_tls%% backlog=1024;
         ssl_preread on;
         preread_timeout 1s;
         tunnel_pass $ssl_preread_server_name;
     }
-}
 EOF
 
 $t->run;
@@ -62,7 +49,7 @@ my @workers = workers($t);
 my $svc = service($t, 'svc', 'tls', 'local', $crt, $key);
 
 $t->tunnel('client', 'tls', $svc, '--name', 'app', '--plain',
-    '--server', '127.0.0.1:' . $t->port('reg'), '--token', $TOKEN);
+    '--server', '127.0.0.1:' . $t->port('reg'), '--token', DEVTOKEN);
 is($t->tunnel_url('client'), 'https://app.tun.test', 'a tls tunnel')
     or diag($t->read_file('client.out') . $t->read_file('client.err'));
 
@@ -243,12 +230,7 @@ is($lines, 300, '  each with a line in error.log');
 
 # the tunnel went on meanwhile
 
-probe_wait($probe, 5);
-my ($ok, $bad, $slowest) = probe_stop($probe);
-ok($ok >= 5 && !@$bad,
-    sprintf('the tls tunnel served all along: %d answers, %d wrong, '
-        . 'slowest %.2fs', $ok, scalar @$bad, $slowest))
-    or diag(explain $bad);
+probe_ok($probe, 5, 'the tls tunnel');
 
 is($ask->(), "hello from local\n", 'and it still does');
 

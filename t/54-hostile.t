@@ -30,34 +30,12 @@ my ($lo, $hi) = split /-/, $range;
 my %tok = map { $_ => "$_-token-0123456789abcdef" }
     qw(alice bob carol dave erin), map { "racer$_" } 1 .. 10;
 
-$t->write_file('tunnel.tokens', join('', map {
-    "$tok{$_} id=$_" . ($_ eq 'carol' ? ' tunnels=2'
-        : $_ eq 'erin' ? ' tunnels=1' : $_ eq 'dave' ? ' streams=3' : '')
-        . "\n" } sort keys %tok), 0600);
-
-$t->write_config(<<"EOF");
-worker_processes 2;
-
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_url tcp tcp://127.0.0.1:\$port;
-        tunnel_heartbeat 2s;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_app%%;
-        tunnel_pass app.tun.test;
-    }
-}
-EOF
+$t->write_config($t->registration_config(main => "worker_processes 2;\n\n",
+    tokens => join('', map {
+        "$tok{$_} id=$_" . ($_ eq 'carol' ? ' tunnels=2'
+            : $_ eq 'erin' ? ' tunnels=1' : $_ eq 'dave' ? ' streams=3' : '')
+            . "\n" } sort keys %tok),
+    tcp => $range, reg => 'tunnel_heartbeat 2s;', app => 1));
 
 $t->run;
 

@@ -14,12 +14,16 @@ use Exporter qw(import);
 use IO::Select;
 use IO::Socket::IP;
 use POSIX ();
+use Test::More ();
+use TunnelService qw(service workers);
+use TunnelTest qw(DEVTOKEN);
 use Socket qw(AF_INET IPPROTO_TCP SOL_SOCKET SO_RCVBUF TCP_NODELAY inet_aton
     pack_sockaddr_in);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(frame data_frame msg parse_msg client_hello
-    probe_start probe_wait probe_stop bystander_start bystander_stop
+    probe_start probe_wait probe_stop probe_ok bystander_start bystander_stop
+    hostile_start
     DATA WINDOW PING GOAWAY SYN ACK FIN RST);
 
 use constant {
@@ -456,6 +460,22 @@ sub probe_stop {
     return ($ok, \@bad, $slowest);
 }
 
+# Waits for 5 answers more, stops the probe: one test, that it had $min
+# right answers or more and no wrong one ("$what served all along").
+# Returns the slowest answer in seconds.
+sub probe_ok {
+    my ($p, $min, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    probe_wait($p, 5);
+    my ($ok, $bad, $slowest) = probe_stop($p);
+    Test::More::ok($ok >= $min && !@$bad,
+        sprintf('%s served all along: %d answers, %d wrong, slowest %.2fs',
+            $what, $ok, scalar @$bad, $slowest))
+        or Test::More::diag(Test::More::explain($bad));
+    return $slowest;
+}
+
 # Forks a raw session that behaves: hello, a bind of $kind (tcp), then it
 # answers pings until stopped.  Returns a handle for bystander_stop, once
 # the bind has been answered.
@@ -497,6 +517,47 @@ sub bystander_stop {
     return $p->{t}->read_file($p->{file});
 }
 
+
+### A test that attacks the registration port
+
+# nginx with one worker (the attacks reach the worker that serves the real
+# tunnel) and the registration server "reg" of TunnelTest's
+# registration_config, with tcp ports, tunnel_handshake_timeout 2s and
+# tunnel_heartbeat 1s (%o: more for registration_config; main and reg are
+# added to); a real client's tcp tunnel, asked by a probe all along; a raw
+# session that behaves (bystander "good").  One test, that the client has
+# its tunnel.  Returns the port "reg", the probe, the bystander and the
+# workers.
+sub hostile_start {
+    my ($t, %o) = @_;
+    my $token = DEVTOKEN;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    $t->write_config($t->registration_config(
+        tcp => $t->port_range('tcp', 4), %o,
+        main => "worker_processes 1;\n\n" . ($o{main} // ''),
+        reg => "tunnel_handshake_timeout 2s;\ntunnel_heartbeat 1s;\n"
+            . ($o{reg} // '')));
+    $t->run;
+
+    my $reg = $t->port('reg');
+    my @workers = workers($t);
+    my $svc = service($t, 'svc', 'tcp', 'local');
+
+    $t->tunnel('client', 'tcp', $svc, '--server', "127.0.0.1:$reg",
+        '--token', $token, '--plain');
+    my ($port) = ($t->tunnel_url('client') // '') =~ /:(\d+)$/;
+    Test::More::ok($port, 'a real client has a tcp tunnel')
+        or Test::More::diag($t->read_file('client.out')
+            . $t->read_file('client.err'));
+
+    my $probe = probe_start($t, 'client', $port, "hello from local\n");
+    my $good = bystander_start($t, 'good', $reg, 'tcp', token => $token,
+        instance => 'good');
+
+    return ($reg, $probe, $good, @workers);
+}
+
 1;
 
 __END__
@@ -524,11 +585,16 @@ client_hello(sni =>, sni_ext =>, ext =>, ext_len =>).
 probe_start($t, $name, $port, $expect[, ask => sub, interval => s]),
 probe_wait($probe, $n[, $timeout]) and probe_stop($probe) (returns the
 count of right answers, the wrong ones, the slowest in seconds): a process
-that asks a real tunnel for its service all along a test.
+that asks a real tunnel for its service all along a test;
+probe_ok($probe, $min, $what) stops it as one test.
 
 bystander_start($t, $name, $port, $kind, token => ...) and
 bystander_stop($b) (returns "first bound\nthen bound\n" if the session
 stayed up): a raw session that behaves, answering pings, all along.
+
+hostile_start($t, %config) (returns the port "reg", the probe, the
+bystander, the workers): nginx, a real client's tunnel and its probe, a
+bystander, for a test that attacks the registration port.
 
 Constants DATA WINDOW PING GOAWAY SYN ACK FIN RST.
 
