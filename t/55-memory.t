@@ -22,7 +22,7 @@ use Test::More;
 use IO::Select;
 use POSIX ();
 use Time::HiRes qw(time sleep);
-use TunnelTest;
+use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(connect_tcp vm_rss workers);
 use TunnelRaw qw(frame data_frame msg PING SYN);
 
@@ -32,16 +32,14 @@ my $KiB = 1024;
 my $STREAMS = 1000;
 my $PUSH = 384 * $KiB;
 my $WINDOW = 256 * $KiB;
-my $TOKEN = 'devtoken-0123456789abcdef';
+my $TOKEN = DEVTOKEN;
 my $range = $t->port_range('tcp', 60);
 
 # AddressSanitizer keeps freed memory in quarantine: RSS says nothing then
 my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
 my $asan = `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/;
 
-$t->write_file('tunnel.tokens', "$TOKEN id=dev\n", 0600);
-
-$t->write_config(<<"EOF");
+$t->write_config($t->registration_config(main => <<'EOF', reg => <<"EOF"));
 worker_processes 1;
 worker_rlimit_nofile 8192;
 
@@ -49,19 +47,10 @@ events {
     worker_connections 4096;
 }
 
-stream {
-    tunnel_zone tunnels 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_reg%%;
-        tunnel_server on;
-        tunnel_tokens %%TESTDIR%%/tunnel.tokens;
-        tunnel_domain tun.test;
-        tunnel_tcp_ports $range;
-        tunnel_tcp_address 127.0.0.1;
-        tunnel_heartbeat 2s;
-    }
-}
+EOF
+tunnel_tcp_ports $range;
+tunnel_tcp_address 127.0.0.1;
+tunnel_heartbeat 2s;
 EOF
 
 $t->run;
@@ -123,30 +112,38 @@ for (1 .. $STREAMS) {
 }
 is(scalar @pub, $STREAMS, "$STREAMS public connections");
 
-# push $PUSH bytes into each, as far as the kernel takes them
-my $chunk = 'z' x $PUSH;
-my %left = map { $_ => $PUSH } 0 .. $#pub;
-my ($pushed, $peak) = (0, $rss0);
-my $deadline = time + 60;
-my $idle = 0;
+# Pushes $size bytes into each of @pub, as far as the kernel takes them,
+# for $timeout seconds at most: returns what it pushed, and the worker's
+# highest VmRSS meanwhile (from $peak).
+my $push = sub {
+    my ($size, $timeout, $peak) = @_;
+    my $data = 'z' x $size;
+    my %left = map { $_ => $size } 0 .. $#pub;
+    my ($pushed, $idle, $deadline) = (0, 0, time + $timeout);
+
+    while (%left && time < $deadline && $idle < 20) {
+        my $moved = 0;
+        for my $i (keys %left) {
+            my $n = syswrite($pub[$i], $data, $left{$i});
+            next unless $n;
+            $moved += $n;
+            $left{$i} -= $n;
+            delete $left{$i} if $left{$i} == 0;
+        }
+        $pushed += $moved;
+        my $rss = vm_rss($worker);
+        $peak = $rss if $rss > $peak;
+        $idle = $moved ? 0 : $idle + 1;
+        sleep 0.1 unless $moved;
+    }
+
+    return ($pushed, $peak);
+};
 
 local $SIG{PIPE} = 'IGNORE';
 
-while (%left && time < $deadline && $idle < 20) {
-    my $moved = 0;
-    for my $i (keys %left) {
-        my $n = syswrite($pub[$i], $chunk, $left{$i});
-        next unless $n;
-        $moved += $n;
-        $left{$i} -= $n;
-        delete $left{$i} if $left{$i} == 0;
-    }
-    $pushed += $moved;
-    my $rss = vm_rss($worker);
-    $peak = $rss if $rss > $peak;
-    $idle = $moved ? 0 : $idle + 1;
-    sleep 0.1 unless $moved;
-}
+# push $PUSH bytes into each
+my ($pushed, $peak) = $push->($PUSH, 60, $rss0);
 
 # until the raw client has had all that the windows let through
 my $want = $STREAMS * $WINDOW;
@@ -210,30 +207,10 @@ $deaf->{pong} = 0;
 
 sleep 0.5;
 my $rss4 = vm_rss($worker);
-my $peak4 = $rss4;
 
 @pub = grep { $_ } map { connect_tcp($dport) } 1 .. 200;
 $_->blocking(0) for @pub;
-%left = map { $_ => 2 * $PUSH } 0 .. $#pub;
-($pushed, $idle) = (0, 0);
-$deadline = time + 30;
-my $big = 'z' x (2 * $PUSH);
-
-while (%left && time < $deadline && $idle < 20) {
-    my $moved = 0;
-    for my $i (keys %left) {
-        my $n = syswrite($pub[$i], $big, $left{$i});
-        next unless $n;
-        $moved += $n;
-        $left{$i} -= $n;
-        delete $left{$i} if $left{$i} == 0;
-    }
-    $pushed += $moved;
-    my $rss = vm_rss($worker);
-    $peak4 = $rss if $rss > $peak4;
-    $idle = $moved ? 0 : $idle + 1;
-    sleep 0.1 unless $moved;
-}
+($pushed, my $peak4) = $push->(2 * $PUSH, 30, $rss4);
 
 $grew = $peak4 - $rss4;
 $line = sprintf('a client that reads nothing, 200 public connections '
