@@ -309,6 +309,14 @@ test_hello(void)
 }
 
 
+#define SPEAKS_1                                                             \
+    "this server speaks protocol version 1: use a matching client"
+#define NOT_PRINTABLE                                                        \
+    "the client name and version must be printable ASCII"
+#define NOT_PRINTABLE_WHY                                                    \
+    "sent a hello with a client name or version that is not printable ASCII"
+
+
 static void
 test_hello_refused(void)
 {
@@ -363,43 +371,34 @@ test_hello_refused(void)
 
     start();
     FEED(&ctl, version2);
-    expect_error(TUNNEL_E_VERSION, "this server speaks protocol version 1: "
-                 "use a matching client",
+    expect_error(TUNNEL_E_VERSION, SPEAKS_1,
                  "speaks protocol version 2, this server 1", "version 2");
 
     start();
     FEED(&ctl, version0);
-    expect_error(TUNNEL_E_VERSION, "this server speaks protocol version 1: "
-                 "use a matching client",
+    expect_error(TUNNEL_E_VERSION, SPEAKS_1,
                  "speaks protocol version 0, this server 1", "version 0");
 
     start();
     FEED(&ctl, version_and_name);
-    expect_error(TUNNEL_E_VERSION, "this server speaks protocol version 1: "
-                 "use a matching client",
+    expect_error(TUNNEL_E_VERSION, SPEAKS_1,
                  "speaks protocol version 3, this server 1",
                  "version 3 and a NUL in the name");
 
     start();
     FEED(&ctl, name_newline);
-    expect_error(TUNNEL_E_BAD_MESSAGE,
-                 "the client name and version must be printable ASCII",
-                 "sent a hello with a client name or version that is not "
-                 "printable ASCII", "a client name with a newline");
+    expect_error(TUNNEL_E_BAD_MESSAGE, NOT_PRINTABLE, NOT_PRINTABLE_WHY,
+                 "a client name with a newline");
 
     start();
     FEED(&ctl, name_utf8);
-    expect_error(TUNNEL_E_BAD_MESSAGE,
-                 "the client name and version must be printable ASCII",
-                 "sent a hello with a client name or version that is not "
-                 "printable ASCII", "a client name in UTF-8");
+    expect_error(TUNNEL_E_BAD_MESSAGE, NOT_PRINTABLE, NOT_PRINTABLE_WHY,
+                 "a client name in UTF-8");
 
     start();
     FEED(&ctl, version_del);
-    expect_error(TUNNEL_E_BAD_MESSAGE,
-                 "the client name and version must be printable ASCII",
-                 "sent a hello with a client name or version that is not "
-                 "printable ASCII", "a client version with DEL");
+    expect_error(TUNNEL_E_BAD_MESSAGE, NOT_PRINTABLE, NOT_PRINTABLE_WHY,
+                 "a client version with DEL");
 
     start();
     FEED(&ctl, instance_esc);
@@ -680,6 +679,11 @@ test_framing(void)
 }
 
 
+#define NOT_DNS                                                              \
+    "the name is not a valid DNS name (letters, digits and hyphens, "        \
+    "dot-separated)"
+
+
 static void
 test_bind_names(void)
 {
@@ -737,8 +741,7 @@ test_bind_names(void)
     /* a label too long for a name under the domain: 245 + 9 > 253 */
     memset(name, 'b', 245);
     name[245] = '\0';
-    bind_name_bad(name, "the name is not a valid DNS name (letters, digits "
-                  "and hyphens, dot-separated)", "a label of 245 bytes");
+    bind_name_bad(name, NOT_DNS, "a label of 245 bytes");
 
     memset(name, 'b', 236);
     name[0] = 'x';
@@ -752,30 +755,16 @@ test_bind_names(void)
 
     memset(name, 'c', 64);
     name[64] = '\0';
-    bind_name_bad(name, "the name is not a valid DNS name (letters, digits "
-                  "and hyphens, dot-separated)", "a label of 64 bytes");
+    bind_name_bad(name, NOT_DNS, "a label of 64 bytes");
 
-    bind_name_bad("a..tun.test", "the name is not a valid DNS name "
-                  "(letters, digits and hyphens, dot-separated)",
-                  "an empty label");
-    bind_name_bad(".a.b", "the name is not a valid DNS name (letters, "
-                  "digits and hyphens, dot-separated)", "a dot first");
-    bind_name_bad("a.b.", "the name is not a valid DNS name (letters, "
-                  "digits and hyphens, dot-separated)", "a dot last");
-    bind_name_bad("abc-", "the name is not a valid DNS name (letters, "
-                  "digits and hyphens, dot-separated)",
-                  "a label that ends with a hyphen");
-    bind_name_bad("-a.b", "the name is not a valid DNS name (letters, "
-                  "digits and hyphens, dot-separated)",
-                  "a label that begins with a hyphen");
-    bind_name_bad("a_b.c", "the name is not a valid DNS name (letters, "
-                  "digits and hyphens, dot-separated)", "an underscore");
-    bind_name_bad("caf\xc3\x28", "the name is not a valid DNS name "
-                  "(letters, digits and hyphens, dot-separated)",
-                  "invalid UTF-8");
-    bind_name_bad("a\n2020/01/01", "the name is not a valid DNS name "
-                  "(letters, digits and hyphens, dot-separated)",
-                  "a newline");
+    bind_name_bad("a..tun.test", NOT_DNS, "an empty label");
+    bind_name_bad(".a.b", NOT_DNS, "a dot first");
+    bind_name_bad("a.b.", NOT_DNS, "a dot last");
+    bind_name_bad("abc-", NOT_DNS, "a label that ends with a hyphen");
+    bind_name_bad("-a.b", NOT_DNS, "a label that begins with a hyphen");
+    bind_name_bad("a_b.c", NOT_DNS, "an underscore");
+    bind_name_bad("caf\xc3\x28", NOT_DNS, "invalid UTF-8");
+    bind_name_bad("a\n2020/01/01", NOT_DNS, "a newline");
 
     /* the session went on through all of that */
     FEED(&ctl, bind_label);

@@ -14,9 +14,6 @@
 #include "check.h"
 
 
-#define S(lit)   { (const uint8_t *) (lit), sizeof(lit) - 1 }
-
-
 static uint8_t  buf[TUNNEL_MSG_MAX + 16];
 
 
@@ -116,6 +113,7 @@ vector(const tunnel_msg_t *m, const uint8_t *want, size_t wlen,
 static void
 test_vectors(void)
 {
+    size_t        i;
     tunnel_msg_t  m;
 
     static const uint8_t  unbind[] = {
@@ -168,53 +166,40 @@ test_vectors(void)
         0x18, 0x00, 0x03, 'a', '.', 'b'
     };
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_UNBIND;
-    m.tunnel_id = 1;
-    vector(&m, unbind, sizeof(unbind), "unbind vector");
+    struct {
+        tunnel_msg_t    m;
+        const uint8_t  *want;
+        size_t          len;
+        const char     *what;
+    } vectors[] = {
+        { { .type = TUNNEL_UNBIND, .tunnel_id = 1 },
+          unbind, sizeof(unbind), "unbind vector" },
+        { { .type = TUNNEL_NOTICE, .code = TUNNEL_NOTICE_RECONNECT },
+          notice, sizeof(notice), "notice vector" },
+        { { .type = TUNNEL_ERROR, .code = TUNNEL_E_AUTH,
+            .message = tunnel_str("bad token") },
+          error, sizeof(error), "error vector" },
+        { { .type = TUNNEL_HELLO, .version = TUNNEL_PROTO_VERSION,
+            .token = tunnel_str("tok"), .client_name = tunnel_str("tunnel"),
+            .client_version = tunnel_str("1.0"),
+            .instance = tunnel_str("i1") },
+          hello, sizeof(hello), "hello vector" },
+        { { .type = TUNNEL_WELCOME, .version = 1, .heartbeat_ms = 10000,
+            .max_streams = 100, .session_id = tunnel_str("s1") },
+          welcome, sizeof(welcome), "welcome vector" },
+        { { .type = TUNNEL_BIND, .request_id = 5,
+            .kind = TUNNEL_KIND_TCP },
+          bind, sizeof(bind), "bind vector" },
+        { { .type = TUNNEL_STREAM, .tunnel_id = 7, .kind = TUNNEL_KIND_HTTP,
+            .remote_addr = tunnel_str("1.2.3.4"), .remote_port = 0x1234,
+            .server_name = tunnel_str("a.b") },
+          stream, sizeof(stream), "stream vector" },
+    };
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_NOTICE;
-    m.code = TUNNEL_NOTICE_RECONNECT;
-    vector(&m, notice, sizeof(notice), "notice vector");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_ERROR;
-    m.code = TUNNEL_E_AUTH;
-    m.message = tunnel_str("bad token");
-    vector(&m, error, sizeof(error), "error vector");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_HELLO;
-    m.version = TUNNEL_PROTO_VERSION;
-    m.token = tunnel_str("tok");
-    m.client_name = tunnel_str("tunnel");
-    m.client_version = tunnel_str("1.0");
-    m.instance = tunnel_str("i1");
-    vector(&m, hello, sizeof(hello), "hello vector");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_WELCOME;
-    m.version = 1;
-    m.heartbeat_ms = 10000;
-    m.max_streams = 100;
-    m.session_id = tunnel_str("s1");
-    vector(&m, welcome, sizeof(welcome), "welcome vector");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_BIND;
-    m.request_id = 5;
-    m.kind = TUNNEL_KIND_TCP;
-    vector(&m, bind, sizeof(bind), "bind vector");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_STREAM;
-    m.tunnel_id = 7;
-    m.kind = TUNNEL_KIND_HTTP;
-    m.remote_addr = tunnel_str("1.2.3.4");
-    m.remote_port = 0x1234;
-    m.server_name = tunnel_str("a.b");
-    vector(&m, stream, sizeof(stream), "stream vector");
+    for (i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+        vector(&vectors[i].m, vectors[i].want, vectors[i].len,
+               vectors[i].what);
+    }
 
     /* what decode reports present */
     decode_ok(&m, stream, sizeof(stream), "stream vector");
@@ -267,118 +252,63 @@ round_trip(const tunnel_msg_t *m, const char *what)
 static void
 test_round_trips(void)
 {
+    size_t        i;
     tunnel_msg_t  m;
     static char   big[1025];
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_HELLO;
-    m.version = TUNNEL_PROTO_VERSION;
-    m.token = tunnel_str("0123456789abcdef0123456789abcdef");
-    m.client_name = tunnel_str("tunnel");
-    m.client_version = tunnel_str("0.1.0");
-    m.instance = tunnel_str("9f86d081884c7d65");
-    round_trip(&m, "hello");
+#define BIG(n)  { (const uint8_t *) big, (n) }
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_WELCOME;
-    m.version = TUNNEL_PROTO_VERSION;
-    m.session_id = tunnel_str("00000000000000a1");
-    m.heartbeat_ms = 15000;
-    m.max_streams = 4096;
-    round_trip(&m, "welcome");
+    struct {
+        tunnel_msg_t  m;
+        const char   *what;
+    } trips[] = {
+        { { .type = TUNNEL_HELLO, .version = TUNNEL_PROTO_VERSION,
+            .token = tunnel_str("0123456789abcdef0123456789abcdef"),
+            .client_name = tunnel_str("tunnel"),
+            .client_version = tunnel_str("0.1.0"),
+            .instance = tunnel_str("9f86d081884c7d65") }, "hello" },
+        { { .type = TUNNEL_WELCOME, .version = TUNNEL_PROTO_VERSION,
+            .session_id = tunnel_str("00000000000000a1"),
+            .heartbeat_ms = 15000, .max_streams = 4096 }, "welcome" },
+        { { .type = TUNNEL_ERROR, .code = TUNNEL_E_VERSION,
+            .message = tunnel_str(tunnel_error_text(TUNNEL_E_VERSION)) },
+          "error" },
+        { { .type = TUNNEL_BIND, .request_id = 0xffffffffu,
+            .kind = TUNNEL_KIND_HTTP, .name = tunnel_str("myapp") },
+          "bind" },
+        { { .type = TUNNEL_BOUND, .request_id = 1, .tunnel_id = 3,
+            .kind = TUNNEL_KIND_TCP, .port = 30017,
+            .url = tunnel_str("tcp://edge.example.com:30017") }, "bound" },
+        { { .type = TUNNEL_BIND_ERROR, .request_id = 2,
+            .code = TUNNEL_E_NAME_TAKEN,
+            .message = tunnel_str("myapp is taken") }, "bind_error" },
+        { { .type = TUNNEL_UNBIND, .tunnel_id = 3 }, "unbind" },
+        { { .type = TUNNEL_UNBOUND, .tunnel_id = 3,
+            .code = TUNNEL_E_REPLACED, .message = tunnel_str("") },
+          "unbound, empty message" },
+        { { .type = TUNNEL_NOTICE, .code = TUNNEL_NOTICE_INFO,
+            .message = tunnel_str("maintenance at 10:00") }, "notice" },
+        { { .type = TUNNEL_STREAM, .tunnel_id = 1, .kind = TUNNEL_KIND_TLS,
+            .remote_addr = tunnel_str("2001:db8::1"), .remote_port = 65535,
+            .server_name = tunnel_str("api.example.com") }, "stream" },
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_ERROR;
-    m.code = TUNNEL_E_VERSION;
-    m.message = tunnel_str(tunnel_error_text(TUNNEL_E_VERSION));
-    round_trip(&m, "error");
+        /* every string at its longest */
+        { { .type = TUNNEL_HELLO, .version = 1, .token = BIG(512),
+            .client_name = BIG(64), .client_version = BIG(64),
+            .instance = BIG(64) }, "hello at its bounds" },
+        { { .type = TUNNEL_BOUND, .request_id = 1, .tunnel_id = 1,
+            .kind = 1, .name = BIG(253), .url = BIG(1024) },
+          "bound at its bounds" },
+        { { .type = TUNNEL_STREAM, .tunnel_id = 1, .kind = 1,
+            .remote_addr = BIG(128), .server_name = BIG(253) },
+          "stream at its bounds" },
+    };
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_BIND;
-    m.request_id = 0xffffffffu;
-    m.kind = TUNNEL_KIND_HTTP;
-    m.name = tunnel_str("myapp");
-    round_trip(&m, "bind");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_BOUND;
-    m.request_id = 1;
-    m.tunnel_id = 3;
-    m.kind = TUNNEL_KIND_TCP;
-    m.port = 30017;
-    m.url = tunnel_str("tcp://edge.example.com:30017");
-    round_trip(&m, "bound");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_BIND_ERROR;
-    m.request_id = 2;
-    m.code = TUNNEL_E_NAME_TAKEN;
-    m.message = tunnel_str("myapp is taken");
-    round_trip(&m, "bind_error");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_UNBIND;
-    m.tunnel_id = 3;
-    round_trip(&m, "unbind");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_UNBOUND;
-    m.tunnel_id = 3;
-    m.code = TUNNEL_E_REPLACED;
-    m.message = tunnel_str("");
-    round_trip(&m, "unbound, empty message");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_NOTICE;
-    m.code = TUNNEL_NOTICE_INFO;
-    m.message = tunnel_str("maintenance at 10:00");
-    round_trip(&m, "notice");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_STREAM;
-    m.tunnel_id = 1;
-    m.kind = TUNNEL_KIND_TLS;
-    m.remote_addr = tunnel_str("2001:db8::1");
-    m.remote_port = 65535;
-    m.server_name = tunnel_str("api.example.com");
-    round_trip(&m, "stream");
-
-    /* every string at its longest */
     memset(big, 'x', sizeof(big) - 1);
 
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_HELLO;
-    m.version = 1;
-    m.token.data = (const uint8_t *) big;
-    m.token.len = 512;
-    m.client_name.data = (const uint8_t *) big;
-    m.client_name.len = 64;
-    m.client_version.data = (const uint8_t *) big;
-    m.client_version.len = 64;
-    m.instance.data = (const uint8_t *) big;
-    m.instance.len = 64;
-    round_trip(&m, "hello at its bounds");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_BOUND;
-    m.request_id = 1;
-    m.tunnel_id = 1;
-    m.kind = 1;
-    m.name.data = (const uint8_t *) big;
-    m.name.len = 253;
-    m.url.data = (const uint8_t *) big;
-    m.url.len = 1024;
-    round_trip(&m, "bound at its bounds");
-
-    memset(&m, 0, sizeof(m));
-    m.type = TUNNEL_STREAM;
-    m.tunnel_id = 1;
-    m.kind = 1;
-    m.remote_addr.data = (const uint8_t *) big;
-    m.remote_addr.len = 128;
-    m.server_name.data = (const uint8_t *) big;
-    m.server_name.len = 253;
-    round_trip(&m, "stream at its bounds");
+    for (i = 0; i < sizeof(trips) / sizeof(trips[0]); i++) {
+        round_trip(&trips[i].m, trips[i].what);
+    }
 
     /* fields another type carries are not written */
     memset(&m, 0, sizeof(m));
