@@ -94,7 +94,6 @@ static int               peer_expect = 1;
 static int               peer_hold;
 static int               reset_on_data;
 static int               go_away_on_data;
-static int               opened_by_peer;
 
 
 static void
@@ -217,6 +216,34 @@ st_credit(st_t *st)
 }
 
 
+/* writes "text" and FIN; 0 if either is refused */
+static int
+st_write_fin(st_t *st, const char *text)
+{
+    size_t  n;
+
+    n = strlen(text);
+
+    if (yamux_stream_write(mux, st->id, (const uint8_t *) text, n)
+        != (ssize_t) n
+        || yamux_stream_close(mux, st->id) != YAMUX_OK)
+    {
+        return 0;
+    }
+
+    st->fin_sent = 1;
+    return 1;
+}
+
+
+/* the stream's first bytes are "text", and no more */
+static int
+st_text_is(st_t *st, const char *text)
+{
+    return st->ntext == strlen(text) && memcmp(st->text, text, st->ntext) == 0;
+}
+
+
 static int
 on_open(yamux_session_t *s, uint32_t id, void *ud)
 {
@@ -230,7 +257,6 @@ on_open(yamux_session_t *s, uint32_t id, void *ud)
         return -1;
     }
 
-    opened_by_peer++;
     st->echo = peer_echo;
     st->expect_dir = peer_expect;
     st->hold = peer_hold;
@@ -604,44 +630,37 @@ pause_ms(int ms)
 }
 
 
+/* at least "want" of the streams we opened ("local") or the peer did */
 static int
-all_local_closed(void)
+closed_streams(unsigned local)
 {
     int  i, n;
 
     n = 0;
 
     for (i = 0; i < STREAMS; i++) {
-        if (streams[i].used && streams[i].local && streams[i].closed) {
+        if (streams[i].used && streams[i].local == local
+            && streams[i].closed)
+        {
             n++;
         }
     }
 
     return n >= want;
+}
+
+
+static int
+all_local_closed(void)
+{
+    return closed_streams(1);
 }
 
 
 static int
 all_peer_closed(void)
 {
-    int  i, n;
-
-    n = 0;
-
-    for (i = 0; i < STREAMS; i++) {
-        if (streams[i].used && !streams[i].local && streams[i].closed) {
-            n++;
-        }
-    }
-
-    return n >= want;
-}
-
-
-static int
-peer_opened(void)
-{
-    return opened_by_peer >= want;
+    return closed_streams(0);
 }
 
 
@@ -743,11 +762,44 @@ check_closed_normally(st_t *st, const char *what)
 }
 
 
+/*
+ * Each stream carried ECHO_BYTES of the pattern of side "dir", had the
+ * peer's FIN if "fin", and closed normally; says which did not, and
+ * returns how many.
+ */
+static int
+bad_echoes(int dir, int fin)
+{
+    int    i, bad;
+    st_t  *st;
+
+    bad = 0;
+
+    for (i = 0; i < STREAMS; i++) {
+        st = &streams[i];
+
+        if (!st->used) {
+            continue;
+        }
+
+        if (st->received != ECHO_BYTES || st->expect_dir != dir
+            || (fin && !st->fin_seen) || st->how != YAMUX_CLOSED_NORMAL)
+        {
+            fail("stream %u: %llu bytes back, fin %d, how %d", st->id,
+                 (unsigned long long) st->received, st->fin_seen, st->how);
+            bad++;
+        }
+    }
+
+    return bad;
+}
+
+
 /* we open 100 streams, each sends 1 MiB and FIN; the peer echoes */
 static void
 scenario_echo_ours(void)
 {
-    int    i, bad;
+    int    i;
     st_t  *st;
 
     for (i = 0; i < ECHO_STREAMS; i++) {
@@ -766,25 +818,7 @@ scenario_echo_ours(void)
         return;
     }
 
-    bad = 0;
-
-    for (i = 0; i < STREAMS; i++) {
-        st = &streams[i];
-
-        if (!st->used) {
-            continue;
-        }
-
-        if (st->received != ECHO_BYTES || st->expect_dir != 0
-            || !st->fin_seen || st->how != YAMUX_CLOSED_NORMAL)
-        {
-            fail("stream %u: %llu bytes back, fin %d, how %d", st->id,
-                 (unsigned long long) st->received, st->fin_seen, st->how);
-            bad++;
-        }
-    }
-
-    if (bad == 0) {
+    if (bad_echoes(0, 1) == 0) {
         pass("100 concurrent streams each echoed 1 MiB, every byte the "
              "same, FIN both ways");
     }
@@ -795,33 +829,12 @@ scenario_echo_ours(void)
 static void
 scenario_echo_theirs(void)
 {
-    int    i, bad;
-    st_t  *st;
-
     want = ECHO_STREAMS;
     if (run_until(all_peer_closed, "100 echo streams to end") != 0) {
         return;
     }
 
-    bad = 0;
-
-    for (i = 0; i < STREAMS; i++) {
-        st = &streams[i];
-
-        if (!st->used) {
-            continue;
-        }
-
-        if (st->received != ECHO_BYTES || st->expect_dir != 1
-            || st->how != YAMUX_CLOSED_NORMAL)
-        {
-            fail("stream %u: %llu bytes, how %d", st->id,
-                 (unsigned long long) st->received, st->how);
-            bad++;
-        }
-    }
-
-    if (bad == 0) {
+    if (bad_echoes(1, 0) == 0) {
         pass("echoed 1 MiB on each of the peer's 100 concurrent streams");
     }
 }
@@ -868,12 +881,10 @@ scenario_halfclose_theirs(void)
 {
     peer_echo = 0;
 
-    want = 1;
-    if (run_until(peer_opened, "the peer's stream") != 0) {
+    if (run_until(first_peer_stream, "the peer's stream") != 0) {
         return;
     }
 
-    (void) first_peer_stream();
     w1 = w2;
 
     if (run_until(w1_fin_seen, "the peer's FIN") != 0) {
@@ -918,7 +929,6 @@ w2_closed(void)
 static void
 scenario_reset(void)
 {
-    int    i;
     st_t  *g;
 
     w1 = st_open();
@@ -966,19 +976,11 @@ scenario_reset(void)
     reset_on_data = 1;
     peer_expect = -1;
 
-    want = 1;
-    if (run_until(peer_opened, "the peer's stream") != 0) {
+    if (run_until(first_peer_stream, "the peer's stream") != 0) {
         return;
     }
 
-    g = NULL;
-
-    for (i = 0; i < STREAMS; i++) {
-        if (streams[i].used && !streams[i].local) {
-            g = &streams[i];
-        }
-    }
-
+    g = w2;
     w1 = g;
     if (run_until(w1_closed, "the peer's stream to be reset") != 0) {
         return;
@@ -1066,20 +1068,16 @@ scenario_goaway_theirs(void)
         fail("open after go-away: %s", yamux_strerror(rc));
     }
 
-    if (yamux_stream_write(mux, w1->id, (const uint8_t *) "hello2", 6) != 6
-        || yamux_stream_close(mux, w1->id) != YAMUX_OK)
-    {
+    if (!st_write_fin(w1, "hello2")) {
         fail("write hello2 after go-away");
         return;
     }
-
-    w1->fin_sent = 1;
 
     if (run_until(w1_closed, "the stream to end") != 0) {
         return;
     }
 
-    if (w1->ntext == 12 && memcmp(w1->text, "hello1hello2", 12) == 0) {
+    if (st_text_is(w1, "hello1hello2")) {
         pass("the open stream went on after go-away: echo and FIN");
     } else {
         fail("echo \"%.*s\"", (int) w1->ntext, w1->text);
@@ -1098,19 +1096,17 @@ scenario_goaway_ours(void)
     go_away_on_data = 1;
     peer_expect = -1;
 
-    want = 1;
-    if (run_until(peer_opened, "the peer's stream") != 0) {
+    if (run_until(first_peer_stream, "the peer's stream") != 0) {
         return;
     }
 
-    (void) first_peer_stream();
     g = w2;
 
     if (run_until(w2_closed, "the peer's stream to end") != 0) {
         return;
     }
 
-    if (g->ntext == 12 && memcmp(g->text, "hello1hello2", 12) == 0) {
+    if (st_text_is(g, "hello1hello2")) {
         pass("after our go-away the peer's open stream went on");
     } else {
         fail("peer stream carried \"%.*s\"", (int) g->ntext, g->text);
@@ -1124,20 +1120,16 @@ scenario_goaway_ours(void)
         return;
     }
 
-    if (yamux_stream_write(mux, w1->id, (const uint8_t *) "after", 5) != 5
-        || yamux_stream_close(mux, w1->id) != YAMUX_OK)
-    {
+    if (!st_write_fin(w1, "after")) {
         fail("write on a stream opened after our go-away");
         return;
     }
-
-    w1->fin_sent = 1;
 
     if (run_until(w1_closed, "our late stream to end") != 0) {
         return;
     }
 
-    if (w1->ntext == 5 && memcmp(w1->text, "after", 5) == 0) {
+    if (st_text_is(w1, "after")) {
         pass("opened a stream after our own go-away, and it echoed");
     } else {
         fail("late stream echo \"%.*s\"", (int) w1->ntext, w1->text);
@@ -1200,14 +1192,10 @@ scenario_window(void)
         return;
     }
 
-    if (yamux_stream_write(mux, go->id, (const uint8_t *) "go", 2) != 2
-        || yamux_stream_close(mux, go->id) != YAMUX_OK)
-    {
+    if (!st_write_fin(go, "go")) {
         fail("write go");
         return;
     }
-
-    go->fin_sent = 1;
 
     if (run_until(w1_closed, "24 MiB to go through") != 0) {
         return;
