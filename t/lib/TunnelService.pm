@@ -177,17 +177,12 @@ sub vm_rss {
     return undef;
 }
 
-# The worker processes of the test's nginx.
+# The worker processes of the test's nginx.  (Not "use TunnelTest": the
+# services and loadgen.pl load this module too.)
 sub workers {
     my ($t) = @_;
     my $master = $t->{master} or return ();
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        push @kids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+)/s && $2 == $master;
-    }
-    return @kids;
+    return TunnelTest::_children($master);
 }
 
 1;
