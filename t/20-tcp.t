@@ -31,7 +31,7 @@ $t->tunnel('client', 'tcp', $svc, '--server', '127.0.0.1:' . $t->port('reg'),
 
 my $url = $t->tunnel_url('client');
 like($url, qr{^tcp://127\.0\.0\.1:\d+$}, 'the client is given a tcp URL')
-    or diag($t->read_file('client.out') . $t->read_file('client.err'));
+    or diag($t->output('client'));
 
 my ($port) = ($url // '') =~ /:(\d+)$/;
 $port //= 0;

@@ -55,18 +55,17 @@ $t->tunnel('b', 'tls', $svc_b, '--hostname', 'b.example.test',
 
 like($t->tunnel_url('a'), qr{^https://a\.example\.test\b},
     'client a registers over TLS with --cacert and gets its hostname')
-    or diag($t->read_file('a.out') . $t->read_file('a.err'));
+    or diag($t->output('a'));
 like($t->tunnel_url('b'), qr{^https://b\.example\.test\b},
     'client b registers over TLS with --insecure and gets its hostname')
-    or diag($t->read_file('b.out') . $t->read_file('b.err'));
+    or diag($t->output('b'));
 
 # a client that cannot verify the edge's certificate does not register
 $t->tunnel('noca', 'tls', $svc_a, '--hostname', 'a.example.test',
     '--server', $reg, '--token', 'alicetoken-0123456789');
 is($t->wait_exit('noca', 10), 1 << 8,
     'a client without the CA refuses the edge and exits 1, not retrying');
-like($t->read_file('noca.out') . $t->read_file('noca.err'),
-    qr/certificate cannot be trusted.*--cacert/s,
+like($t->output('noca'), qr/certificate cannot be trusted.*--cacert/s,
     '  saying the certificate is not trusted and what to do');
 
 sub tls_connect {

@@ -41,9 +41,9 @@ my $status = $t->wait_exit('wrong', 10);
 my $took = time - $start;
 
 is($status, 1 << 8, 'a wrong token: the client exits with status 1')
-    or diag($t->read_file('wrong.out') . $t->read_file('wrong.err'));
+    or diag($t->output('wrong'));
 ok($took < 5, sprintf('  at once, without retrying (%.1fs)', $took));
-like($t->read_file('wrong.out') . $t->read_file('wrong.err'),
+like($t->output('wrong'),
     qr/token/i, '  and says the token was not accepted');
 like($t->error_log,
     qr/\[info\] .*client 127\.0\.0\.1\S* refused: unknown token/,
@@ -57,14 +57,13 @@ $t->tunnel('alice', 'tls', $svc, @server, '--token', 'alicetoken-0123456789',
     '--hostname', 'api.alice.test');
 like($t->tunnel_url('alice'), qr{^https://api\.alice\.test\b},
     'a name the token allows is bound')
-    or diag($t->read_file('alice.out') . $t->read_file('alice.err'));
+    or diag($t->output('alice'));
 
 $t->tunnel('bad', 'tls', $svc, @server, '--token', 'alicetoken-0123456789',
     '--hostname', 'api.bob.test');
 is($t->wait_exit('bad', 10), 1 << 8,
     'a name the token does not allow: the client exits with status 1');
-like($t->read_file('bad.out') . $t->read_file('bad.err'),
-    qr/api\.bob\.test.*(not allowed|forbidden|may not)/is,
+like($t->output('bad'), qr/api\.bob\.test.*(not allowed|forbidden|may not)/is,
     '  and says the name is not allowed');
 like($t->error_log,
     qr/\[info\] .*\(account "alice"\) refused tls bind "api\.bob\.test"/,
@@ -80,7 +79,7 @@ like($t->tunnel_url('single1'), qr{^tcp://}, 'tunnels=1: a first tunnel');
 $t->tunnel('single2', 'tcp', $svc, @server, '--token', 'one-tunnel-0123456789');
 is($t->wait_exit('single2', 10), 1 << 8,
     '  a second one at once: the client exits with status 1');
-like($t->read_file('single2.out') . $t->read_file('single2.err'),
+like($t->output('single2'),
     qr/more tunnels|limit/i, '  and says the limit was reached');
 like($t->error_log,
     qr/\[info\] .*\(account "single"\) refused tcp bind .*may not open more tunnels/,

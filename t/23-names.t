@@ -38,7 +38,6 @@ my $relay = service($t, 'relay', 'relay', 'relay', $reg);
 
 # (no named sub may hold $t: it must go before Test::More's last word)
 my $hello = sub { command($app, 'hello', timeout => 5)->{data} // '' };
-my $output = sub { $t->read_file("$_[0].out") . $t->read_file("$_[0].err") };
 
 # alice's client goes through a relay that can cut its connection silently
 $t->tunnel('alice', 'tls', $svc_a, '--name', 'app', @alice,
@@ -46,7 +45,7 @@ $t->tunnel('alice', 'tls', $svc_a, '--name', 'app', @alice,
 
 is($t->tunnel_url('alice'), 'https://app.tun.test',
     'alice binds the label "app" under tunnel_domain')
-    or diag($output->('alice'));
+    or diag($t->output('alice'));
 is($hello->(), "hello from A\n", 'app.tun.test reaches alice\'s service');
 
 # bob may not have it, whatever the kind
@@ -55,7 +54,7 @@ $t->tunnel('bob', 'tls', $svc_b, '--name', 'app', @bob,
     '--server', "127.0.0.1:$reg");
 is($t->wait_exit('bob', 10), 1 << 8,
     'bob asks for the same name: his client exits with status 1');
-like($output->("bob"), qr/app.*(taken|in use|held)/i,
+like($t->output("bob"), qr/app.*(taken|in use|held)/i,
     '  and says the name is taken');
 like($t->error_log,
     qr/\[info\] .*\(account "bob"\) refused tls bind "app" port 0: .*(taken|in use)/,
@@ -82,7 +81,7 @@ ok($t->wait_for_file_match('error.log',
         qr/\[info\] .*tls "app\.tun\.test" taken over by session (\w+) from session \w+/,
         15),
     'alice\'s new session takes "app" over from the stale one')
-    or diag($output->('alice'));
+    or diag($t->output('alice'));
 my $took = time - $start;
 ok($took < 10, sprintf('  as soon as her client noticed (%.1fs, '
     . 'heartbeat 1s)', $took));
@@ -104,10 +103,10 @@ $t->tunnel('alice2', 'tls', $svc_b, '--name', 'app', @alice,
     '--server', "127.0.0.1:$reg");
 is($t->tunnel_url('alice2'), 'https://app.tun.test',
     'alice killed with SIGKILL and started again: she gets "app" back')
-    or diag($output->('alice2'));
+    or diag($t->output('alice2'));
 $took = time - $start;
 ok($took < 3, sprintf('  at once (%.1fs)', $took));
-unlike($output->('alice2'), qr/bind-error|taken/i, '  not refused');
+unlike($t->output('alice2'), qr/bind-error|taken/i, '  not refused');
 is($hello->(), "hello from B\n", '  app.tun.test reaches her new service');
 
 # random names

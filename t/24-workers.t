@@ -60,7 +60,7 @@ $t->tunnel('client', 'tls', $svc, '--name', 'app', '--plain',
     '--server', '127.0.0.1:' . $t->port('reg'),
     '--token', DEVTOKEN);
 is($t->tunnel_url('client'), 'https://app.tun.test', 'the tunnel is bound')
-    or diag($t->read_file('client.out') . $t->read_file('client.err'));
+    or diag($t->output('client'));
 
 my ($owner) = $t->error_log
     =~ /\[info\] (\d+)#\d+: .*bound tls tunnel https:\/\/app\.tun\.test/;
@@ -157,7 +157,7 @@ $t->tunnel('sni', 'tls', $tls, '--name', 'sni', '--plain',
     '--server', '127.0.0.1:' . $t->port('reg'),
     '--token', DEVTOKEN);
 is($t->tunnel_url('sni'), 'https://sni.tun.test', 'a tls tunnel by SNI')
-    or diag($t->read_file('sni.out') . $t->read_file('sni.err'));
+    or diag($t->output('sni'));
 
 my @answers;
 for (1 .. 12) {

@@ -47,8 +47,7 @@ $t->tunnel('client', 'tcp', $svc, '--plain', '--window', "${WINDOW}m",
     '--server', '127.0.0.1:' . $t->port('reg'),
     '--token', DEVTOKEN);
 my ($port) = ($t->tunnel_url('client') // '') =~ /:(\d+)$/;
-ok($port, 'a tcp tunnel') or diag($t->read_file('client.out')
-    . $t->read_file('client.err'));
+ok($port, 'a tcp tunnel') or diag($t->output('client'));
 
 # warm up: the worker's buffers and caches as after any transfer
 command($port, 'source ' . 8 * $MiB . ' 1', timeout => 60);

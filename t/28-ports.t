@@ -35,7 +35,6 @@ my @server = ('--plain', '--server', '127.0.0.1:' . $t->port('reg'));
 my @dev = (@server, '--token', 'devtoken-0123456789abcdef');
 my @bob = (@server, '--token', 'bobtoken-0123456789abcdef');
 
-my $out = sub { $t->read_file("$_[0].out") . $t->read_file("$_[0].err") };
 my $port_of = sub { (($t->tunnel_url($_[0]) // '') =~ /:(\d+)$/)[0] // 0 };
 
 # another program holds the first port of the range
@@ -61,7 +60,7 @@ ok($pb && $pb != $pa && $pb != $lo, "the second tunnel gets $pb");
 $t->tunnel('c', 'tcp', $svc, @dev);
 is($t->wait_exit('c', 10), 1 << 8,
     'a third tunnel: the range is full, the client exits with status 1');
-like($out->('c'), qr/no free port|ports? .*full/i,
+like($t->output('c'), qr/no free port|ports? .*full/i,
     '  and says there is no free port');
 like($t->error_log, qr/\[info\] .*\(account "dev"\) refused tcp bind .*port 0: .*free port/,
     '  error.log says so');
@@ -71,14 +70,14 @@ like($t->error_log, qr/\[info\] .*\(account "dev"\) refused tcp bind .*port 0: .
 $t->tunnel('d', 'tcp', $svc, @dev, '--remote-port', $lo);
 is($t->wait_exit('d', 10), 1 << 8,
     "--remote-port $lo, held by another program: status 1");
-like($out->('d'), qr/in use/i, '  the port is in use on the server');
+like($t->output('d'), qr/in use/i, '  the port is in use on the server');
 like($t->error_log, qr/\[info\] .*refused tcp bind .*port $lo: .*in use/,
     '  error.log says so');
 
 $t->tunnel('e', 'tcp', $svc, @bob, '--remote-port', $pb);
 is($t->wait_exit('e', 10), 1 << 8,
     "--remote-port $pb, held by another token: status 1");
-like($out->('e'), qr/taken|in use/i, '  the port is taken');
+like($t->output('e'), qr/taken|in use/i, '  the port is taken');
 like($t->error_log, qr/\[info\] .*\(account "bob"\) refused tcp bind .*port $pb:/,
     '  error.log says so');
 
@@ -86,7 +85,7 @@ my $outside = $hi + 1;
 $t->tunnel('f', 'tcp', $svc, @bob, '--remote-port', $outside);
 is($t->wait_exit('f', 10), 1 << 8,
     "--remote-port $outside, outside tunnel_tcp_ports: status 1");
-like($out->('f'), qr/not allowed|may not|forbidden/i,
+like($t->output('f'), qr/not allowed|may not|forbidden/i,
     '  the port is not allowed');
 like($t->error_log,
     qr/\[info\] .*\(account "bob"\) refused tcp bind .*port $outside:/,
@@ -107,7 +106,7 @@ for (1 .. 20) {
     select undef, undef, undef, 0.1;
 }
 ok($got, "the first tunnel ends: another token can have port $pa")
-    or diag($out->('g1'));
+    or diag($t->output('g1'));
 is(command($pa, 'hello')->{data}, "hello from local\n",
     "  port $pa works for it");
 

@@ -31,7 +31,7 @@ $t->tunnel('named', 'tls', $svc, '--name', 'app', @args);
 $t->tunnel('tcp', 'tcp', $svc, @args);
 
 is($t->tunnel_url('named'), 'https://app.tun.test', 'a named tunnel')
-    or diag($t->read_file('named.out') . $t->read_file('named.err'));
+    or diag($t->output('named'));
 my ($port) = ($t->tunnel_url('tcp') // '') =~ /:(\d+)$/;
 ok($port, 'a tcp tunnel');
 

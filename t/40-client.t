@@ -54,7 +54,7 @@ $t->tunnel('cl', 'start', '--config', $t->testdir . '/tunnel.conf',
 
 ok($t->wait_for_file_match('cl.out', qr/"event":"bound".*"event":"bound"/s),
     'tunnel start: both tunnels of the config file are bound')
-    or diag($t->read_file('cl.out') . $t->read_file('cl.err'));
+    or diag($t->output('cl'));
 
 my ($tcp_port) = $t->read_file('cl.out') =~ m{tcp://127\.0\.0\.1:(\d+)};
 ok($tcp_port && $tcp_port >= $lo, "the tcp tunnel got a port of the range")

@@ -72,7 +72,6 @@ $t->run;
 my $port = $t->port('http');
 my @server = ('--server', '127.0.0.1:' . $t->port('reg'), '--plain',
     '--log-format', 'text');
-my $out = sub { $t->read_file("$_[0].out") . $t->read_file("$_[0].err") };
 my $get = sub {
     http_request($port, $_[1] // '/', host => "$_[0].tun.test")
 };
@@ -140,7 +139,7 @@ $t->tunnel('thief', 'http', $backend, '--name', 'web', @server,
     '--token', $other);
 is($t->wait_exit('thief', 10), 1 << 8,
     'another token asks for the name meanwhile: refused, its client exits 1');
-like($out->('thief'), qr/web.*(taken|in use|held)/i,
+like($t->output('thief'), qr/web.*(taken|in use|held)/i,
     '  and says the name is taken');
 
 my $took = time;

@@ -51,7 +51,7 @@ my $svc = service($t, 'svc', 'tls', 'local', $crt, $key);
 $t->tunnel('client', 'tls', $svc, '--name', 'app', '--plain',
     '--server', '127.0.0.1:' . $t->port('reg'), '--token', DEVTOKEN);
 is($t->tunnel_url('client'), 'https://app.tun.test', 'a tls tunnel')
-    or diag($t->read_file('client.out') . $t->read_file('client.err'));
+    or diag($t->output('client'));
 
 my $ask = sub {
     my $s = IO::Socket::SSL->new(PeerHost => '127.0.0.1', PeerPort => $pub,

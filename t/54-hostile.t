@@ -63,7 +63,7 @@ $t->tunnel('alice', 'tls', $svc, '--name', 'app', '--plain',
 $t->tunnel('alice_tcp', 'tcp', $svc, '--plain',
     '--server', "127.0.0.1:$reg", '--token', $tok{alice});
 is($t->tunnel_url('alice'), 'https://app.tun.test', 'alice holds app')
-    or diag($t->read_file('alice.out') . $t->read_file('alice.err'));
+    or diag($t->output('alice'));
 my ($aport) = ($t->tunnel_url('alice_tcp') // '') =~ /:(\d+)$/;
 ok($aport, "and tcp port $aport");
 

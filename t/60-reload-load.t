@@ -127,7 +127,7 @@ sub phase {
 
     my $status = $t->wait_exit("wrk-$name", $duration + 60);
     $t->wait_exit("probe-$name", 60);
-    my $out = $t->read_file("wrk-$name.out") . $t->read_file("wrk-$name.err");
+    my $out = $t->output("wrk-$name");
 
     my %w = (out => $out, status => $status, hup_failed => $hup_failed);
     ($w{requests}) = $out =~ /(\d+) requests in/;

@@ -62,7 +62,7 @@ sub tunnel_url {
     }
 
     Test::More::diag("client $name: no \"bound\" line; its output:\n"
-        . $t->read_file("$name.out") . $t->read_file("$name.err"));
+        . $t->output($name));
     return undef;
 }
 

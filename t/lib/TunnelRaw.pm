@@ -548,8 +548,7 @@ sub hostile_start {
         '--token', $token, '--plain');
     my ($port) = ($t->tunnel_url('client') // '') =~ /:(\d+)$/;
     Test::More::ok($port, 'a real client has a tcp tunnel')
-        or Test::More::diag($t->read_file('client.out')
-            . $t->read_file('client.err'));
+        or Test::More::diag($t->output('client'));
 
     my $probe = probe_start($t, 'client', $port, "hello from local\n");
     my $good = bystander_start($t, 'good', $reg, 'tcp', token => $token,

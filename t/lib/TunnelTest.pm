@@ -271,6 +271,12 @@ sub read_file {
     return scalar <$fh>;
 }
 
+# What process $name wrote: its stdout, then its stderr.
+sub output {
+    my ($self, $name) = @_;
+    return $self->read_file("$name.out") . $self->read_file("$name.err");
+}
+
 # "nginx -t" on nginx.conf, or on $text (written to nginx-t.conf).
 # Returns (ok, output).
 sub test_config {
@@ -700,7 +706,8 @@ registration_config(tokens =>, domain =>, tcp =>, reg =>, listen =>, app =>,
 stream =>, zone =>, main =>): the text of a stream block with the
 registration server on "reg", its token file written (see the comment at
 the sub),
-read_file($name), test_config([$text]), run(timeout => s, detached => 1:
+read_file($name), output($name) (<name>.out, then <name>.err),
+test_config([$text]), run(timeout => s, detached => 1:
 not as our child, so that USR2 works; set $t->{master} to the new master
 after a binary upgrade),
 reload(timeout => s), stop(timeout => s), error_log, spawn($name, @cmd),
