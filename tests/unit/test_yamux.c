@@ -231,21 +231,30 @@ counting_free(void *ptr, size_t size, void *ud)
 }
 
 
+/* a session for "p" on "conf", "p" counting its allocations */
+static void
+peer_start(peer_t *p, yamux_config_t *conf)
+{
+    memset(p, 0, sizeof(peer_t));
+
+    conf->allocator.alloc = counting_alloc;
+    conf->allocator.free = counting_free;
+    conf->allocator.ud = p;
+
+    p->s = yamux_session_new(conf, &callbacks, p);
+}
+
+
 static void
 peer_init(peer_t *p, int client, uint32_t window)
 {
     yamux_config_t  conf;
 
-    memset(p, 0, sizeof(peer_t));
-
     yamux_config_init(&conf, client);
     conf.window = window;
-    conf.allocator.alloc = counting_alloc;
-    conf.allocator.free = counting_free;
-    conf.allocator.ud = p;
 
+    peer_start(p, &conf);
     p->consume = 1;
-    p->s = yamux_session_new(&conf, &callbacks, p);
 }
 
 
@@ -265,18 +274,13 @@ peer_init_tuned(peer_t *p, int client, uint32_t window, uint32_t max)
 {
     yamux_config_t  conf;
 
-    memset(p, 0, sizeof(peer_t));
-
     yamux_config_init(&conf, client);
     conf.window = window;
     conf.max_window = max;
     conf.clock = fake_clock;
-    conf.allocator.alloc = counting_alloc;
-    conf.allocator.free = counting_free;
-    conf.allocator.ud = p;
 
+    peer_start(p, &conf);
     p->consume = 1;
-    p->s = yamux_session_new(&conf, &callbacks, p);
 }
 
 
@@ -622,13 +626,9 @@ test_queue_limit_and_memory(void)
     yamux_config_t  conf;
 
     /* a small queue: the session's own limit blocks before the window */
-    memset(&c, 0, sizeof(c));
     yamux_config_init(&conf, 1);
     conf.max_queued = 100 * 1024;
-    conf.allocator.alloc = counting_alloc;
-    conf.allocator.free = counting_free;
-    conf.allocator.ud = &c;
-    c.s = yamux_session_new(&conf, &callbacks, &c);
+    peer_start(&c, &conf);
     peer_init(&s, 0, 8 * 1024 * 1024);
 
     yamux_stream_open(c.s, &id, NULL);
@@ -1233,13 +1233,9 @@ test_writable_callback_resets_other(void)
      * resets the third.  The wait list must stay whole: later waits are
      * still woken.
      */
-    memset(&c, 0, sizeof(c));
     yamux_config_init(&conf, 1);
     conf.max_queued = 16 * 1024;
-    conf.allocator.alloc = counting_alloc;
-    conf.allocator.free = counting_free;
-    conf.allocator.ud = &c;
-    c.s = yamux_session_new(&conf, &callbacks, &c);
+    peer_start(&c, &conf);
     c.consume = 1;
     peer_init(&s, 0, YAMUX_INITIAL_WINDOW);
 
