@@ -20,6 +20,7 @@
 #define NGX_TUNNEL_IOVS           64
 #define NGX_TUNNEL_CHUNKS_KEPT    16        /* 1 MiB of free chunks: two
                                                sessions' output queues */
+#define NGX_TUNNEL_CHUNKS_TRIM    1000      /* ms between cache trims */
 #define NGX_TUNNEL_CTL_OUT        4096      /* one control message */
 #define NGX_TUNNEL_BIND_TRIES     16
 #define NGX_TUNNEL_TUNNEL_POOL    1024      /* a tunnel, its name, its URL */
@@ -42,13 +43,18 @@ typedef struct {
     u_char                       *rbuf;         /* shared by all sessions:
                                                    yamux_input never keeps
                                                    a pointer into it */
-    void                         *chunks[NGX_TUNNEL_CHUNKS_KEPT];
+    void                         *chunks;       /* free ones, each holding
+                                                   the next's address */
     ngx_uint_t                    nchunks;
+    ngx_uint_t                    low;          /* fewest free since the
+                                                   last trim */
+    ngx_event_t                   trim;
 } ngx_tunnel_worker_t;
 
 
 static void *ngx_tunnel_mux_alloc(size_t size, void *ud);
 static void ngx_tunnel_mux_free(void *p, size_t size, void *ud);
+static void ngx_tunnel_chunks_trim(ngx_event_t *ev);
 static uint64_t ngx_tunnel_clock(void);
 static void ngx_tunnel_session_read_handler(ngx_event_t *rev);
 static void ngx_tunnel_session_write_handler(ngx_event_t *wev);
@@ -134,6 +140,11 @@ ngx_tunnel_worker_init(ngx_cycle_t *cycle, ngx_shm_zone_t *zone)
     ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
     w->zone = zone;
 
+    w->trim.handler = ngx_tunnel_chunks_trim;
+    w->trim.data = w;
+    w->trim.log = cycle->log;
+    w->trim.cancelable = 1;
+
     ngx_tunnel_worker = w;
 
     return NGX_OK;
@@ -143,7 +154,7 @@ ngx_tunnel_worker_init(ngx_cycle_t *cycle, ngx_shm_zone_t *zone)
 void
 ngx_tunnel_worker_exit(ngx_cycle_t *cycle)
 {
-    ngx_uint_t             i;
+    void                  *p;
     ngx_rbtree_node_t     *node;
     ngx_tunnel_worker_t   *w;
     ngx_tunnel_session_t  *ts;
@@ -167,14 +178,28 @@ ngx_tunnel_worker_exit(ngx_cycle_t *cycle)
         }
     }
 
-    for (i = 0; i < w->nchunks; i++) {
-        (void) munmap(w->chunks[i], NGX_TUNNEL_CHUNK_SIZE);
+    if (w->trim.timer_set) {
+        ngx_del_timer(&w->trim);
+    }
+
+    while (w->chunks) {
+        p = w->chunks;
+        w->chunks = *(void **) p;
+        (void) munmap(p, NGX_TUNNEL_CHUNK_SIZE);
     }
 
     w->nchunks = 0;
     ngx_tunnel_worker = NULL;
 }
 
+
+/*
+ * Free chunks are kept for reuse: fresh memory costs a page fault per 4 KiB
+ * and munmap() a TLB flush, which at a few Gbit/s through a large window
+ * (a long link) takes more CPU than the copying.  Once a second, the free
+ * chunks that went unused for that whole second are returned, down to
+ * NGX_TUNNEL_CHUNKS_KEPT: a burst leaves nothing behind for long.
+ */
 
 void *
 ngx_tunnel_chunk_alloc(void)
@@ -184,14 +209,19 @@ ngx_tunnel_chunk_alloc(void)
 
     w = ngx_tunnel_worker;
 
-    if (w && w->nchunks) {
-        return w->chunks[--w->nchunks];
+    if (w && w->chunks) {
+        p = w->chunks;
+        w->chunks = *(void **) p;
+
+        if (--w->nchunks < w->low) {
+            w->low = w->nchunks;
+        }
+
+        return p;
     }
 
-    /*
-     * Its own mapping, not the heap: a burst of traffic leaves nothing
-     * behind once the cache is full (freed heap memory stays in RSS).
-     */
+    /* its own mapping, not the heap, so that it can be returned */
+
     p = mmap(NULL, NGX_TUNNEL_CHUNK_SIZE, PROT_READ|PROT_WRITE,
              MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
 
@@ -212,12 +242,43 @@ ngx_tunnel_chunk_free(void *p)
 
     w = ngx_tunnel_worker;
 
-    if (w && w->nchunks < NGX_TUNNEL_CHUNKS_KEPT) {
-        w->chunks[w->nchunks++] = p;
+    if (w == NULL) {
+        (void) munmap(p, NGX_TUNNEL_CHUNK_SIZE);
         return;
     }
 
-    (void) munmap(p, NGX_TUNNEL_CHUNK_SIZE);
+    *(void **) p = w->chunks;
+    w->chunks = p;
+    w->nchunks++;
+
+    if (w->nchunks > NGX_TUNNEL_CHUNKS_KEPT && !w->trim.timer_set) {
+        w->low = w->nchunks;
+        ngx_add_timer(&w->trim, NGX_TUNNEL_CHUNKS_TRIM);
+    }
+}
+
+
+static void
+ngx_tunnel_chunks_trim(ngx_event_t *ev)
+{
+    void                 *p;
+    ngx_tunnel_worker_t  *w;
+
+    w = ev->data;
+
+    while (w->low > NGX_TUNNEL_CHUNKS_KEPT) {
+        p = w->chunks;
+        w->chunks = *(void **) p;
+        (void) munmap(p, NGX_TUNNEL_CHUNK_SIZE);
+        w->nchunks--;
+        w->low--;
+    }
+
+    w->low = w->nchunks;
+
+    if (w->nchunks > NGX_TUNNEL_CHUNKS_KEPT && !ev->timer_set) {
+        ngx_add_timer(ev, NGX_TUNNEL_CHUNKS_TRIM);
+    }
 }
 
 

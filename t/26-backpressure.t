@@ -19,7 +19,7 @@ use TunnelTest qw(DEVTOKEN);
 use TunnelService qw(service connect_tcp transfer command data_sha
     vm_rss workers);
 
-my $t = TunnelTest->new->plan(10);
+my $t = TunnelTest->new->plan(11);
 
 my $MiB = 1024 * 1024;
 my $N = 64 * $MiB;
@@ -103,6 +103,17 @@ is(scalar(grep { $r[$_]{len} == $N } 0 .. $#r), $STREAMS,
     '  once they read, each gets all 64 MiB');
 is(scalar(grep { $r[$_]{sha} eq data_sha(11 + $_, $N) } 0 .. $#r), $STREAMS,
     '  intact (sha256)');
+
+# the buffers they filled go back to the system: free chunks are kept only
+# while they are used, checked once a second
+sleep 2.5;
+my $drained = vm_rss($worker);
+SKIP: {
+    skip "RSS not measured: $asan", 1 if $asan;
+    cmp_ok($drained - $base, '<', 2048,
+        sprintf('  2.5 s later the worker is back within 2 MiB of before '
+            . '(%d KiB, %d KiB before)', $drained, $base));
+}
 
 # slow local services: they read nothing for 3 seconds
 
