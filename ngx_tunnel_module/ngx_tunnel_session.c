@@ -386,6 +386,19 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
         return;
     }
 
+#if (NGX_STREAM_SSL)
+    if (c->ssl) {
+        /*
+         * Records read several at a time, not a read() for each header and
+         * one for each body: ngx_ssl_recv() posts the read event again when
+         * OpenSSL holds more than the socket says it has.
+         */
+        SSL_set_read_ahead(c->ssl->connection, 1);
+        SSL_set_default_read_buffer_len(c->ssl->connection,
+                                        NGX_TUNNEL_READ_SIZE);
+    }
+#endif
+
     ts->connection = c;
     ts->stream = s;
     ts->conf = tscf;

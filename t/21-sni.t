@@ -14,16 +14,19 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::SSL;
 use TunnelTest;
-use TunnelService qw(service make_cert connect_tcp);
+use TunnelService qw(service make_cert connect_tcp transfer data_sha);
 
-my $t = TunnelTest->new->plan(18);
+my $t = TunnelTest->new->plan(21);
 
 my ($edge_crt, $edge_key) = make_cert($t, 'edge', 'IP:127.0.0.1',
     'DNS:localhost');
 my ($a_crt, $a_key) = make_cert($t, 'a.example.test');
 my ($b_crt, $b_key) = make_cert($t, 'b.example.test');
 
+my $range = $t->port_range('tcp', 2);
+
 $t->write_config($t->registration_config(domain => 0, listen => 'ssl',
+    tcp => $range,
     tokens => <<'EOF', reg => <<'EOF', stream => <<'EOF'));
 alicetoken-0123456789 id=alice names=a.example.test
 bobtoken-0123456789ab id=bob names=b.example.test
@@ -138,5 +141,20 @@ print $raw "GET / HTTP/1.0\r\n\r\n";
 my $n = sysread($raw, my $buf, 100);
 ok(!$n, 'plain bytes instead of TLS: closed without an answer');
 close $raw;
+
+# bulk over the TLS link, both ways at once: records read ahead, several
+# at a time, on both sides, and nothing lost or reordered
+
+my $MiB = 1024 * 1024;
+my $svc_t = service($t, 'svc_t', 'tcp', 'T');
+$t->tunnel('t', 'tcp', $svc_t, '--server', $reg,
+    '--token', 'alicetoken-0123456789', '--cacert', $edge_crt);
+my ($tport) = ($t->tunnel_url('t') // '') =~ /:(\d+)$/;
+ok($tport, 'a tcp tunnel registered over TLS') or diag($t->output('t'));
+
+my $r = transfer(connect_tcp($tport), 'echo', send => 48 * $MiB, seed => 7,
+    timeout => 60);
+is($r->{len}, 48 * $MiB, '  48 MiB echoed back through it, both ways at once');
+is($r->{sha}, data_sha(7, 48 * $MiB), '  intact (sha256)');
 
 ok($t->stop, 'nginx quits gracefully');
