@@ -410,9 +410,7 @@ fwd_unreachable(fwd_t *f, int err)
     loop_timer_cancel(cl->loop, &f->timer);
 
     if (f->io.fd != -1) {
-        loop_del(cl->loop, &f->io);
-        close(f->io.fd);
-        f->io.fd = -1;
+        loop_close(cl->loop, &f->io);
     }
 
     f->state = F_FAILED;
@@ -824,9 +822,7 @@ fwd_local_error(fwd_t *f, int err, const char *what)
     buf_free(&f->head);
 
     if (f->io.fd != -1) {
-        loop_del(cl->loop, &f->io);
-        close(f->io.fd);
-        f->io.fd = -1;
+        loop_close(cl->loop, &f->io);
     }
 
     f->state = F_FAILED;
@@ -923,8 +919,7 @@ fwd_free(fwd_t *f)
     loop_timer_cancel(cl->loop, &f->timer);
 
     if (f->io.fd != -1) {
-        loop_del(cl->loop, &f->io);
-        close(f->io.fd);
+        loop_close(cl->loop, &f->io);
     }
 
     if (f->counted) {

@@ -83,12 +83,10 @@ loop_add(loop_t *l, loop_io_t *io)
 }
 
 
-void
-loop_del(loop_t *l, loop_io_t *io)
+static void
+loop_forget(loop_t *l, loop_io_t *io)
 {
     int  i;
-
-    (void) epoll_ctl(l->ep, EPOLL_CTL_DEL, io->fd, NULL);
 
     /* a handler may free another io whose event is still to come */
     for (i = 0; i < l->nbatch; i++) {
@@ -96,6 +94,24 @@ loop_del(loop_t *l, loop_io_t *io)
             l->batch[i].data.ptr = NULL;
         }
     }
+}
+
+
+void
+loop_del(loop_t *l, loop_io_t *io)
+{
+    (void) epoll_ctl(l->ep, EPOLL_CTL_DEL, io->fd, NULL);
+    loop_forget(l, io);
+}
+
+
+/* closing the descriptor, never shared, takes it out of epoll */
+void
+loop_close(loop_t *l, loop_io_t *io)
+{
+    loop_forget(l, io);
+    (void) close(io->fd);
+    io->fd = -1;
 }
 
 

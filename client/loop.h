@@ -65,6 +65,8 @@ void loop_free(loop_t *l);
 
 int loop_add(loop_t *l, loop_io_t *io);
 void loop_del(loop_t *l, loop_io_t *io);
+void loop_close(loop_t *l, loop_io_t *io);   /* loop_del() + close(), in
+                                                one system call */
 
 void loop_timer(loop_t *l, loop_timer_t *t, uint64_t after_ms);
 void loop_timer_cancel(loop_t *l, loop_timer_t *t);
