@@ -396,6 +396,14 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
         SSL_set_read_ahead(c->ssl->connection, 1);
         SSL_set_default_read_buffer_len(c->ssl->connection,
                                         NGX_TUNNEL_READ_SIZE);
+
+        /*
+         * Output through nginx's buffer: after SSL_write() wants to write,
+         * OpenSSL must be given the same bytes again, but yamux may put a
+         * window update or a ping before them by then.  The buffer (16 KiB,
+         * one record) keeps the bytes SSL_write() has taken as they were.
+         */
+        c->ssl->buffer = 1;
     }
 #endif
 
@@ -685,6 +693,17 @@ ngx_tunnel_session_send(ngx_tunnel_session_t *ts)
 
     while (c->write->ready && !c->error) {
 
+        if (c->buffered) {
+            /* TLS: what nginx's buffer holds goes first, unchanged */
+            if (c->send_chain(c, NULL, 0) == NGX_CHAIN_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (c->buffered) {
+                break;
+            }
+        }
+
         n = yamux_output(ts->mux, iov, NGX_TUNNEL_IOVS);
         if (n == 0) {
             break;
@@ -705,6 +724,8 @@ ngx_tunnel_session_send(ngx_tunnel_session_t *ts)
 
             total += iov[i].iov_len;
         }
+
+        bufs[n - 1].flush = 1;
 
         cl = c->send_chain(c, chain, 0);
 
@@ -771,7 +792,10 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
             }
         }
 
-        if (q == ngx_queue_sentinel(&ts->tunnels) && ts->nstreams == 0) {
+        if (q == ngx_queue_sentinel(&ts->tunnels) && ts->nstreams == 0
+            && yamux_output_pending(ts->mux) == 0
+            && !ts->connection->buffered)
+        {
             ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
                           "tunnel: session %016xL drained", ts->id);
             ngx_tunnel_session_close(ts);

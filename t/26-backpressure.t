@@ -15,7 +15,7 @@ use Test::More;
 use Socket qw(SHUT_WR SOL_SOCKET SO_RCVBUF);
 use POSIX ();
 use Time::HiRes qw(time sleep);
-use TunnelTest qw(DEVTOKEN);
+use TunnelTest qw(DEVTOKEN rss_unmeasured);
 use TunnelService qw(service connect_tcp transfer command data_sha
     vm_rss workers);
 
@@ -29,10 +29,7 @@ my $SLACK = 6;                  # MiB: chunk cache, pools, session buffers
 
 my $range = $t->port_range('tcp', 4);
 
-# AddressSanitizer keeps freed memory in quarantine: RSS says nothing then
-my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
-my $asan = `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/
-    ? 'nginx is built with AddressSanitizer' : '';
+my $asan = rss_unmeasured();
 
 $t->write_config($t->registration_config(domain => 0, tcp => $range,
     reg => "tunnel_window ${WINDOW}m;"));
@@ -91,7 +88,7 @@ diag(sprintf('slow public readers: worker VmRSS %d KiB before, %d KiB '
     . 'at most while %d readers read nothing (+%d KiB)', $base, $peak,
     $STREAMS, $grew));
 SKIP: {
-    skip "RSS not measured: $asan", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($grew, '<', $bound,
         "$STREAMS public readers stall on 64 MiB each: the worker grows "
         . "by less than $STREAMS x tunnel_window + ${SLACK}m");
@@ -109,7 +106,7 @@ is(scalar(grep { $r[$_]{sha} eq data_sha(11 + $_, $N) } 0 .. $#r), $STREAMS,
 sleep 2.5;
 my $drained = vm_rss($worker);
 SKIP: {
-    skip "RSS not measured: $asan", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($drained - $base, '<', 2048,
         sprintf('  2.5 s later the worker is back within 2 MiB of before '
             . '(%d KiB, %d KiB before)', $drained, $base));
@@ -149,7 +146,7 @@ diag(sprintf('slow local services: worker VmRSS %d KiB before, %d KiB at '
     . 'most while %d services read nothing (+%d KiB)', $base, $peak,
     $STREAMS, $grew));
 SKIP: {
-    skip "RSS not measured: $asan", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($grew, '<', $bound,
         "$STREAMS public clients send 64 MiB each to services that stall: "
         . "the worker grows by less than $STREAMS x tunnel_window + "
@@ -167,7 +164,7 @@ is(scalar(grep { $sums[$_] eq data_sha(30 + $_, $N) . " $N\n" } 0 .. $#sums),
 
 my $after = vm_rss($worker);
 SKIP: {
-    skip "RSS not measured: $asan", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($after - $start, '<', $SLACK * 1024,
         sprintf('afterwards the worker holds no more than before + %dm '
             . '(%d KiB, %d KiB before)', $SLACK, $after, $start));

@@ -22,7 +22,7 @@ use Test::More;
 use IO::Select;
 use POSIX ();
 use Time::HiRes qw(time sleep);
-use TunnelTest qw(DEVTOKEN);
+use TunnelTest qw(DEVTOKEN rss_unmeasured);
 use TunnelService qw(connect_tcp vm_rss workers);
 use TunnelRaw qw(frame data_frame msg PING SYN);
 
@@ -35,9 +35,7 @@ my $WINDOW = 256 * $KiB;
 my $TOKEN = DEVTOKEN;
 my $range = $t->port_range('tcp', 60);
 
-# AddressSanitizer keeps freed memory in quarantine: RSS says nothing then
-my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
-my $asan = `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/;
+my $asan = rss_unmeasured();
 
 $t->write_config($t->registration_config(main => <<'EOF', reg => <<"EOF"));
 worker_processes 1;
@@ -176,7 +174,7 @@ diag($line);
 $t->write_file('memory-never-read.txt', "$line\n");
 
 SKIP: {
-    skip "$nginx is built with AddressSanitizer", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($grew, '<', 32 * $KiB,
         '  the worker holds far less than a window a stream (< 32 MiB)');
 }
@@ -219,7 +217,7 @@ $line = sprintf('a client that reads nothing, 200 public connections '
 diag($line);
 
 SKIP: {
-    skip "$nginx is built with AddressSanitizer", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($grew, '<', 16 * $KiB, '  the worker holds less than 16 MiB');
 }
 
@@ -271,7 +269,7 @@ ok($bound{1} >= 5000 && $bound{3} >= 1000, sprintf('  (%d http and %d '
     . 'tcp tunnels were bound, then unbound)', $bound{1}, $bound{3}));
 
 SKIP: {
-    skip "$nginx is built with AddressSanitizer", 1 if $asan;
+    skip $asan, 1 if $asan;
     cmp_ok($rss3 - $rss2, '<', 512, sprintf('  the worker\'s VmRSS: %d KiB '
         . 'after 1,000 of each, %d KiB after 10,000 more', $rss2, $rss3));
 }

@@ -18,10 +18,19 @@ use Scalar::Util qw(weaken);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(request http_get http_post wait_for_file_match DEVTOKEN);
+our @EXPORT_OK = qw(request http_get http_post wait_for_file_match DEVTOKEN
+    rss_unmeasured);
 
 # the token of registration_config's token file unless told otherwise
 use constant DEVTOKEN => 'devtoken-0123456789abcdef';
+
+# Why memory is not measured in this run, or '': AddressSanitizer keeps
+# freed memory in quarantine (make test-asan), so RSS says nothing then.
+sub rss_unmeasured {
+    my $nginx = $ENV{NGINX_BINARY} // '/usr/sbin/nginx';
+    return `$nginx -V 2>&1` =~ /-fsanitize=[\w,]*address/
+        ? "RSS not measured: $nginx is built with AddressSanitizer" : '';
+}
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
 
