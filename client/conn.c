@@ -55,8 +55,8 @@ conn_tls_context(const char *cafile, int insecure, char *err, size_t errlen)
                           | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                           | SSL_MODE_RELEASE_BUFFERS);
 
-    /* records read four at a time: a read() a record and one a header cost
-       more than the decryption */
+    /* records are read ahead, up to 64 KiB a read(): one read() for each
+       record's header and one for its body cost more than decrypting it */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_default_read_buffer_len(ctx, CONN_TLS_READ_AHEAD);
 
