@@ -69,14 +69,39 @@ sub fds {
     return scalar grep { /^\d+$/ } readdir $dh;
 }
 
+# the inodes of all SOCK_SEQPACKET unix sockets: in nginx, only the workers'
+# handoff sockets are of that type
+sub seqpacket_inodes {
+    my %inode;
+    open my $fh, '<', '/proc/net/unix' or return \%inode;
+    <$fh>;
+    while (<$fh>) {
+        my @f = split;
+        $inode{$f[6]} = 1 if $f[4] eq '0005';
+    }
+    return \%inode;
+}
+
+# a worker's handoff sockets: its listener, and the connections between
+# workers, made on a first handoff and kept (one each way per pair at most)
+sub handoff_fds {
+    my ($pid, $seq) = @_;
+    return scalar grep { (readlink($_) // '') =~ /^socket:\[(\d+)\]$/
+        && $seq->{$1} } glob("/proc/$pid/fd/*");
+}
+
 # what nginx and the clients hold
 sub snapshot {
     my %s;
     my @w = sort { $a <=> $b } workers($t);
     $s{workers} = join ' ', @w;
-    $s{fds} = join ' ', map { fds($_) } @w;
+    my $seq = seqpacket_inodes();
+    my @handoff = map { handoff_fds($_, $seq) } @w;
+    $s{fds} = join ' ', map { fds($w[$_]) - $handoff[$_] } 0 .. $#w;
     $s{fds_sum} = 0;
     $s{fds_sum} += $_ for split ' ', $s{fds};
+    $s{handoff} = 0;
+    $s{handoff} += $_ for @handoff;
     $s{rss} = 0;
     for my $w (@w) {
         $s{rss} += vm_rss($w) // 0;
@@ -231,9 +256,14 @@ diag("before: worker fds $before->{fds}, RSS $before->{rss} KiB; clients' "
 diag("after:  worker fds $after->{fds}, RSS $after->{rss} KiB; clients' "
     . "fds $after->{client_fds}, RSS $after->{client_rss} KiB");
 is($after->{workers}, $before->{workers}, 'the same workers');
-is($after->{fds_sum}, $before->{fds_sum}, '  they hold as many descriptors '
-    . "in all ($before->{fds_sum}; by worker: $before->{fds}, then "
-    . "$after->{fds}: the sessions land in either)")
+# 2 workers: 2 listeners, and a connection each way (2 descriptors each)
+my $handoff_max = 2 + 2 * 2;
+ok($after->{fds_sum} == $before->{fds_sum}
+    && $after->{handoff} <= $handoff_max,
+    '  they hold as many descriptors in all '
+    . "($before->{fds_sum}; by worker: $before->{fds}, then $after->{fds}: "
+    . 'the sessions land in either), and no more handoff sockets than '
+    . "$handoff_max ($before->{handoff}, then $after->{handoff})")
     or diag("before:\n$before_fds\nafter:\n" . fd_list());
 is("$after->{sessions} $after->{tunnels} $after->{streams}",
     "online,online 2 $before->{streams}", '  tunnel_status: two sessions, '
