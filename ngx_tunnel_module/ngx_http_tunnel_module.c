@@ -3,12 +3,13 @@
  * Copyright (C) ngx_tunnel developers
  *
  * The http side.  "tunnel_route <key>" in an upstream block is a balancer
- * whose peer is a tunnel: its get() makes a socketpair, gives one end to the
- * upstream as an already connected peer (NGX_DONE, as the keepalive module
- * returns a cached connection) and carries the other end into a stream of
- * the session that owns the tunnel, here or, handed over, in another worker.
- * So proxy_pass and every proxy_* directive work on tunnelled requests.
- * Idle upstream connections are kept per tunnel, as "keepalive" would.
+ * whose peer is a tunnel: its get() gives the upstream an already connected
+ * peer (NGX_DONE, as the keepalive module returns a cached connection).
+ * When the session that owns the tunnel is in this worker, that is a new
+ * stream of it (ngx_tunnel_peer.c); otherwise one end of a socketpair whose
+ * other end is handed over to the owner's worker and carried there.  So
+ * proxy_pass and every proxy_* directive work on tunnelled requests.  Idle
+ * upstream connections are kept per tunnel, as "keepalive" would.
  *
  * "tunnel_status" shows the registry in JSON or Prometheus text.
  */
@@ -288,6 +289,7 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_shm_zone_t        *zone;
     ngx_connection_t      *c, *client;
     ngx_tunnel_handoff_t   h;
+    ngx_tunnel_session_t  *ts;
     u_char                 text[512];
 
     zone = ngx_tunnel_zone();
@@ -353,13 +355,6 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
         }
     }
 
-    c = ngx_tunnel_socketpair(&fd, pc->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->log_error = pc->log_error;
-
     if (tp->routed) {
         ngx_memzero(&h, sizeof(ngx_tunnel_handoff_t));
         h.kind = TUNNEL_KIND_HTTP;
@@ -373,14 +368,40 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
             h.peer_len = client->socklen;
         }
 
-        if (ngx_tunnel_carry(&tp->route, &h, fd, client->log) == NGX_OK) {
-            pc->connection = c;
-            return NGX_DONE;
+        /*
+         * The session is here: the stream itself is the connection.  TLS
+         * to the local service (proxy_pass https://) needs a socket.
+         */
+        ts = (tp->route.pid == ngx_pid && !tp->request->upstream->ssl)
+             ? ngx_tunnel_session_find(tp->route.session_id) : NULL;
+
+        if (ts) {
+            c = ngx_tunnel_peer_open(ts, tp->route.tunnel_id, &h,
+                                     client->log);
+            if (c) {
+                c->log_error = pc->log_error;
+                pc->connection = c;
+                return NGX_DONE;
+            }
+
+        } else {
+            c = ngx_tunnel_socketpair(&fd, pc->log);
+            if (c == NULL) {
+                return NGX_ERROR;
+            }
+
+            c->log_error = pc->log_error;
+
+            if (ngx_tunnel_carry(&tp->route, &h, fd, client->log) == NGX_OK)
+            {
+                pc->connection = c;
+                return NGX_DONE;
+            }
+
+            ngx_close_connection(c);
         }
 
         /* its session went away, or its worker cannot take it */
-
-        ngx_close_connection(c);
 
         if (pc->tries > 1) {
             return NGX_DECLINED;
@@ -390,14 +411,16 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
 
         tp->routed = 0;
         status = NGX_HTTP_BAD_GATEWAY;
-
-        c = ngx_tunnel_socketpair(&fd, pc->log);
-        if (c == NULL) {
-            return NGX_ERROR;
-        }
-
-        c->log_error = pc->log_error;
     }
+
+    /* an answer of ours, through a socketpair */
+
+    c = ngx_tunnel_socketpair(&fd, pc->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->log_error = pc->log_error;
 
     body.data = text;
 
@@ -506,11 +529,14 @@ ngx_http_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
 
     pc->tries--;
 
+    if (c == NULL) {
+        return;
+    }
+
     /* keep a connection whose response ended cleanly, as keepalive does */
     if (!tp->routed
         || tp->conf->keepalive == 0
         || (state & NGX_PEER_FAILED)
-        || c == NULL
         || c->read->eof
         || c->read->error
         || c->read->timedout
@@ -519,12 +545,15 @@ ngx_http_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
         || !u->keepalive
         || !u->request_body_sent
         || ngx_terminate
-        || ngx_exiting)
+        || ngx_exiting
+        || ngx_handle_read_event(c->read, 0) != NGX_OK)
     {
-        return;
-    }
+        /* nginx closes sockets; a stream of ours, only we do */
+        if (ngx_tunnel_peer(c)) {
+            pc->connection = NULL;
+            ngx_tunnel_peer_close(c);
+        }
 
-    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         return;
     }
 
@@ -582,7 +611,13 @@ ngx_http_tunnel_idle_handler(ngx_event_t *ev)
     c = ev->data;
     item = c->data;
 
-    if (!c->close && !ev->timedout) {
+    if (ngx_tunnel_peer(c)) {
+        if (!ev->timedout && ngx_tunnel_peer_idle(c)) {
+            ev->ready = 0;
+            return;
+        }
+
+    } else if (!c->close && !ev->timedout) {
         n = recv(c->fd, buf, 1, MSG_PEEK);
 
         if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
@@ -607,6 +642,11 @@ ngx_http_tunnel_idle_close(ngx_http_tunnel_cache_t *item)
 
     c = item->connection;
     item->connection = NULL;
+
+    if (ngx_tunnel_peer(c)) {
+        ngx_tunnel_peer_close(c);
+        return;
+    }
 
     ngx_destroy_pool(c->pool);
     ngx_close_connection(c);

@@ -26,21 +26,33 @@
 #define NGX_TUNNEL_BRIDGE_ROUNDS  16    /* reads per event, then yield */
 
 
-static ngx_int_t ngx_tunnel_bridge_header(ngx_tunnel_stream_t *bs,
+static ngx_int_t ngx_tunnel_stream_header(ngx_tunnel_stream_t *bs,
     ngx_tunnel_tunnel_t *t, ngx_tunnel_handoff_t *h);
 static void ngx_tunnel_bridge_read_handler(ngx_event_t *rev);
 static void ngx_tunnel_bridge_write_handler(ngx_event_t *wev);
-static ngx_int_t ngx_tunnel_bridge_preread(ngx_tunnel_stream_t *bs);
-static ngx_int_t ngx_tunnel_bridge_buffer(ngx_tunnel_stream_t *bs,
-    const u_char *p, size_t n);
+static void ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p,
+    size_t n);
+static void ngx_tunnel_bridge_fin(ngx_tunnel_stream_t *bs);
+static void ngx_tunnel_bridge_writable(ngx_tunnel_stream_t *bs);
+static void ngx_tunnel_bridge_closed(ngx_tunnel_stream_t *bs,
+    yamux_close_e how);
+static void ngx_tunnel_bridge_abort(ngx_tunnel_stream_t *bs);
 static void ngx_tunnel_bridge_shutdown(ngx_tunnel_stream_t *bs);
 static void ngx_tunnel_bridge_test_done(ngx_tunnel_stream_t *bs);
 static void ngx_tunnel_bridge_finish(ngx_tunnel_stream_t *bs,
     ngx_uint_t reset);
-static void ngx_tunnel_bridge_post_flush(ngx_tunnel_session_t *ts);
 static ngx_msec_t ngx_tunnel_bridge_idle(ngx_tunnel_session_t *ts,
     ngx_connection_t *c);
 static void ngx_tunnel_bridge_active(ngx_tunnel_stream_t *bs);
+
+
+static const ngx_tunnel_stream_handler_t  ngx_tunnel_bridge_handler = {
+    ngx_tunnel_bridge_data,
+    ngx_tunnel_bridge_fin,
+    ngx_tunnel_bridge_writable,
+    ngx_tunnel_bridge_closed,
+    ngx_tunnel_bridge_abort
+};
 
 
 /*
@@ -139,72 +151,16 @@ ngx_int_t
 ngx_tunnel_session_connect(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
     ngx_connection_t *c, ngx_tunnel_handoff_t *h, ngx_tunnel_done_pt done)
 {
-    int                   rc;
-    ngx_uint_t            n;
-    ngx_tunnel_tunnel_t  *t;
     ngx_tunnel_stream_t  *bs;
 
-    if (ts->closing || !ts->welcomed) {
-        return NGX_ERROR;
-    }
-
-    t = ngx_tunnel_session_tunnel(ts, tunnel_id);
-    if (t == NULL) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: tunnel %uD of session %016xL has ended",
-                      tunnel_id, ts->id);
-        return NGX_ERROR;
-    }
-
-    if (ts->token->max_streams) {
-        n = ngx_tunnel_registry_token_streams(ts->zone, ts->sh);
-
-        if (n >= ts->token->max_streams) {
-            ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "tunnel: account \"%V\" has %ui connections "
-                          "open, its limit: refused", &ts->token->account,
-                          n);
-            return NGX_ERROR;
-        }
-    }
-
-    bs = ngx_pcalloc(c->pool, sizeof(ngx_tunnel_stream_t));
+    bs = ngx_tunnel_stream_open(ts, tunnel_id, c, h);
     if (bs == NULL) {
         return NGX_ERROR;
     }
 
-    rc = yamux_stream_open(ts->mux, &bs->id, bs);
-
-    if (rc != YAMUX_OK) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "tunnel: cannot open a stream to session %016xL: %s",
-                      ts->id, yamux_strerror(rc));
-        return NGX_ERROR;
-    }
-
-    bs->session = ts;
-    bs->member = t->member;
-    bs->connection = c;
+    bs->handler = &ngx_tunnel_bridge_handler;
     bs->data = c->data;
     bs->done = done;
-    bs->last_out = &bs->out;
-
-    if (ngx_tunnel_bridge_header(bs, t, h) != NGX_OK) {
-        (void) yamux_stream_reset(ts->mux, bs->id);
-        yamux_stream_set_data(ts->mux, bs->id, NULL);
-        return NGX_ERROR;
-    }
-
-    ngx_queue_insert_tail(&ts->streams, &bs->queue);
-    ts->nstreams++;
-
-    (void) ngx_atomic_fetch_add(&ts->sh->streams, 1);
-    (void) ngx_atomic_fetch_add(&ts->sh->streams_total, 1);
-
-    if (bs->member) {
-        (void) ngx_atomic_fetch_add(&bs->member->conns, 1);
-        (void) ngx_atomic_fetch_add(&bs->member->conns_total, 1);
-    }
 
     c->data = bs;
     c->read->handler = ngx_tunnel_bridge_read_handler;
@@ -229,9 +185,82 @@ ngx_tunnel_session_connect(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
 }
 
 
+ngx_tunnel_stream_t *
+ngx_tunnel_stream_open(ngx_tunnel_session_t *ts, uint32_t tunnel_id,
+    ngx_connection_t *c, ngx_tunnel_handoff_t *h)
+{
+    int                   rc;
+    ngx_uint_t            n;
+    ngx_tunnel_tunnel_t  *t;
+    ngx_tunnel_stream_t  *bs;
+
+    if (ts->closing || !ts->welcomed) {
+        return NULL;
+    }
+
+    t = ngx_tunnel_session_tunnel(ts, tunnel_id);
+    if (t == NULL) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: tunnel %uD of session %016xL has ended",
+                      tunnel_id, ts->id);
+        return NULL;
+    }
+
+    if (ts->token->max_streams) {
+        n = ngx_tunnel_registry_token_streams(ts->zone, ts->sh);
+
+        if (n >= ts->token->max_streams) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "tunnel: account \"%V\" has %ui connections "
+                          "open, its limit: refused", &ts->token->account,
+                          n);
+            return NULL;
+        }
+    }
+
+    bs = ngx_pcalloc(c->pool, sizeof(ngx_tunnel_stream_t));
+    if (bs == NULL) {
+        return NULL;
+    }
+
+    rc = yamux_stream_open(ts->mux, &bs->id, bs);
+
+    if (rc != YAMUX_OK) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "tunnel: cannot open a stream to session %016xL: %s",
+                      ts->id, yamux_strerror(rc));
+        return NULL;
+    }
+
+    bs->session = ts;
+    bs->member = t->member;
+    bs->connection = c;
+    bs->last_out = &bs->out;
+
+    if (ngx_tunnel_stream_header(bs, t, h) != NGX_OK) {
+        (void) yamux_stream_reset(ts->mux, bs->id);
+        yamux_stream_set_data(ts->mux, bs->id, NULL);
+        return NULL;
+    }
+
+    ngx_queue_insert_tail(&ts->streams, &bs->queue);
+    ts->nstreams++;
+
+    (void) ngx_atomic_fetch_add(&ts->sh->streams, 1);
+    (void) ngx_atomic_fetch_add(&ts->sh->streams_total, 1);
+
+    if (bs->member) {
+        (void) ngx_atomic_fetch_add(&bs->member->conns, 1);
+        (void) ngx_atomic_fetch_add(&bs->member->conns_total, 1);
+    }
+
+    return bs;
+}
+
+
 /* the stream header, then the bytes read before we got the connection */
 static ngx_int_t
-ngx_tunnel_bridge_header(ngx_tunnel_stream_t *bs, ngx_tunnel_tunnel_t *t,
+ngx_tunnel_stream_header(ngx_tunnel_stream_t *bs, ngx_tunnel_tunnel_t *t,
     ngx_tunnel_handoff_t *h)
 {
     size_t             n;
@@ -321,8 +350,8 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
     }
 
     if (bs->preread) {
-        if (ngx_tunnel_bridge_preread(bs) != NGX_OK) {
-            ngx_tunnel_bridge_post_flush(ts);
+        if (ngx_tunnel_stream_preread(bs) != NGX_OK) {
+            ngx_tunnel_stream_post_flush(ts);
             return;
         }
     }
@@ -353,7 +382,7 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
             yamux_stream_commit(ts->mux, bs->id, 0);
 
             if (n == NGX_ERROR) {
-                ngx_tunnel_bridge_post_flush(ts);
+                ngx_tunnel_stream_post_flush(ts);
                 ngx_tunnel_bridge_finish(bs, 1);
                 return;
             }
@@ -377,7 +406,7 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
         ngx_post_event(rev, &ngx_posted_events);
     }
 
-    ngx_tunnel_bridge_post_flush(ts);
+    ngx_tunnel_stream_post_flush(ts);
 
     if (ngx_handle_read_event(rev, bs->eof ? NGX_CLOSE_EVENT : 0) != NGX_OK) {
         ngx_tunnel_bridge_finish(bs, 1);
@@ -389,8 +418,8 @@ ngx_tunnel_bridge_read_handler(ngx_event_t *rev)
 
 
 /* the header and preread bytes go first, as room allows */
-static ngx_int_t
-ngx_tunnel_bridge_preread(ngx_tunnel_stream_t *bs)
+ngx_int_t
+ngx_tunnel_stream_preread(ngx_tunnel_stream_t *bs)
 {
     ssize_t                n;
     ngx_tunnel_session_t  *ts;
@@ -417,7 +446,7 @@ ngx_tunnel_bridge_preread(ngx_tunnel_stream_t *bs)
 
 
 /* tunnel -> public: straight to the socket, the rest buffered */
-void
+static void
 ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
 {
     ssize_t                sent;
@@ -454,7 +483,7 @@ ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
         return;
     }
 
-    if (ngx_tunnel_bridge_buffer(bs, p, n) != NGX_OK) {
+    if (ngx_tunnel_stream_buffer(bs, p, n) != NGX_OK) {
         ngx_tunnel_bridge_finish(bs, 1);
         return;
     }
@@ -465,16 +494,17 @@ ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
 }
 
 
-/* keeps what the public peer did not take, in chunks */
-static ngx_int_t
-ngx_tunnel_bridge_buffer(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
+/*
+ * Keeps what the reader did not take, in chunks.  A link and its buf are
+ * reused once their chunk is freed: a connection that lives long would
+ * otherwise grow its pool by a buf per chunk.
+ */
+ngx_int_t
+ngx_tunnel_stream_buffer(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
 {
     size_t        k;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
-    ngx_pool_t   *pool;
-
-    pool = bs->connection->pool;
 
     while (n) {
         cl = (bs->out) ? (ngx_chain_t *) ((u_char *) bs->last_out
@@ -482,18 +512,29 @@ ngx_tunnel_bridge_buffer(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
                        : NULL;
 
         if (cl == NULL || cl->buf->last == cl->buf->end) {
-            cl = ngx_alloc_chain_link(pool);
-            if (cl == NULL) {
-                return NGX_ERROR;
+            cl = bs->free;
+
+            if (cl) {
+                bs->free = cl->next;
+
+            } else {
+                cl = ngx_alloc_chain_link(bs->connection->pool);
+                if (cl == NULL) {
+                    return NGX_ERROR;
+                }
+
+                cl->buf = ngx_calloc_buf(bs->connection->pool);
+                if (cl->buf == NULL) {
+                    return NGX_ERROR;
+                }
             }
 
-            b = ngx_calloc_buf(pool);
-            if (b == NULL) {
-                return NGX_ERROR;
-            }
+            b = cl->buf;
 
             b->start = ngx_tunnel_chunk_alloc();
             if (b->start == NULL) {
+                cl->next = bs->free;
+                bs->free = cl;
                 return NGX_ERROR;
             }
 
@@ -502,7 +543,6 @@ ngx_tunnel_bridge_buffer(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
             b->end = b->start + NGX_TUNNEL_CHUNK_SIZE;
             b->temporary = 1;
 
-            cl->buf = b;
             cl->next = NULL;
             *bs->last_out = cl;
             bs->last_out = &cl->next;
@@ -520,11 +560,31 @@ ngx_tunnel_bridge_buffer(ngx_tunnel_stream_t *bs, const u_char *p, size_t n)
 }
 
 
+void
+ngx_tunnel_stream_sent(ngx_tunnel_stream_t *bs)
+{
+    ngx_chain_t  *cl;
+
+    cl = bs->out;
+    bs->out = cl->next;
+
+    if (bs->out == NULL) {
+        bs->last_out = &bs->out;
+    }
+
+    ngx_tunnel_chunk_free(cl->buf->start);
+    cl->buf->start = NULL;
+
+    cl->next = bs->free;
+    bs->free = cl;
+}
+
+
 static void
 ngx_tunnel_bridge_write_handler(ngx_event_t *wev)
 {
     off_t                  sent;
-    ngx_chain_t           *cl, *rest;
+    ngx_chain_t           *rest;
     ngx_connection_t      *c;
     ngx_tunnel_stream_t   *bs;
     ngx_tunnel_session_t  *ts;
@@ -547,14 +607,7 @@ ngx_tunnel_bridge_write_handler(ngx_event_t *wev)
 
         /* give back the chunks that went out, credit the peer's window */
         while (bs->out != rest) {
-            cl = bs->out;
-            bs->out = cl->next;
-            ngx_tunnel_chunk_free(cl->buf->start);
-            ngx_free_chain(c->pool, cl);
-        }
-
-        if (bs->out == NULL) {
-            bs->last_out = &bs->out;
+            ngx_tunnel_stream_sent(bs);
         }
 
         if (sent) {
@@ -563,7 +616,7 @@ ngx_tunnel_bridge_write_handler(ngx_event_t *wev)
 
         if (!bs->closed && sent) {
             yamux_stream_consumed(ts->mux, bs->id, sent);
-            ngx_tunnel_bridge_post_flush(ts);
+            ngx_tunnel_stream_post_flush(ts);
         }
     }
 
@@ -580,7 +633,7 @@ ngx_tunnel_bridge_write_handler(ngx_event_t *wev)
 }
 
 
-void
+static void
 ngx_tunnel_bridge_fin(ngx_tunnel_stream_t *bs)
 {
     bs->fin = 1;
@@ -593,7 +646,7 @@ ngx_tunnel_bridge_fin(ngx_tunnel_stream_t *bs)
 }
 
 
-void
+static void
 ngx_tunnel_bridge_writable(ngx_tunnel_stream_t *bs)
 {
     ngx_connection_t  *c;
@@ -606,7 +659,7 @@ ngx_tunnel_bridge_writable(ngx_tunnel_stream_t *bs)
 }
 
 
-void
+static void
 ngx_tunnel_bridge_closed(ngx_tunnel_stream_t *bs, yamux_close_e how)
 {
     bs->closed = 1;
@@ -624,7 +677,7 @@ ngx_tunnel_bridge_closed(ngx_tunnel_stream_t *bs, yamux_close_e how)
 }
 
 
-void
+static void
 ngx_tunnel_bridge_abort(ngx_tunnel_stream_t *bs)
 {
     bs->closed = 1;
@@ -666,41 +719,14 @@ ngx_tunnel_bridge_test_done(ngx_tunnel_stream_t *bs)
 static void
 ngx_tunnel_bridge_finish(ngx_tunnel_stream_t *bs, ngx_uint_t reset)
 {
-    ngx_chain_t           *cl;
-    struct linger          linger;
-    ngx_connection_t      *c;
-    ngx_tunnel_done_pt     done;
-    ngx_tunnel_session_t  *ts;
+    struct linger        linger;
+    ngx_connection_t    *c;
+    ngx_tunnel_done_pt   done;
 
     c = bs->connection;
-    ts = bs->session;
 
-    if (!bs->closed && ts->mux) {
-        if (reset || !(bs->eof && bs->fin)) {
-            (void) yamux_stream_reset(ts->mux, bs->id);
-        }
-
-        /* the stream may live on until both FINs are out: not with us */
-        yamux_stream_set_data(ts->mux, bs->id, NULL);
-        ngx_tunnel_bridge_post_flush(ts);
-    }
-
-    ngx_queue_remove(&bs->queue);
-    ts->nstreams--;
-
-    if (ts->sh) {
-        (void) ngx_atomic_fetch_add(&ts->sh->streams, -1);
-    }
-
-    if (bs->member && ts->sh) {
-        (void) ngx_atomic_fetch_add(&bs->member->conns, -1);
-    }
-
-    for (cl = bs->out; cl; cl = cl->next) {
-        ngx_tunnel_chunk_free(cl->buf->start);
-    }
-
-    bs->out = NULL;
+    /* the stream may live on until both FINs are out: not with us */
+    ngx_tunnel_stream_detach(bs, reset || !(bs->eof && bs->fin));
 
     if (reset && c->type == SOCK_STREAM
         && c->sockaddr && c->sockaddr->sa_family != AF_UNIX)
@@ -715,7 +741,7 @@ ngx_tunnel_bridge_finish(ngx_tunnel_stream_t *bs, ngx_uint_t reset)
 
     ngx_log_debug3(NGX_LOG_DEBUG_STREAM, c->log, 0,
                    "tunnel: stream %uD of session %016xL done%s", bs->id,
-                   ts->id, reset ? ", reset" : "");
+                   bs->session->id, reset ? ", reset" : "");
 
     done = bs->done;
     c->data = bs->data;
@@ -729,8 +755,45 @@ ngx_tunnel_bridge_finish(ngx_tunnel_stream_t *bs, ngx_uint_t reset)
 }
 
 
-static void
-ngx_tunnel_bridge_post_flush(ngx_tunnel_session_t *ts)
+void
+ngx_tunnel_stream_detach(ngx_tunnel_stream_t *bs, ngx_uint_t reset)
+{
+    ngx_tunnel_session_t  *ts;
+
+    ts = bs->session;
+
+    if (!bs->closed && ts->mux) {
+        if (reset) {
+            (void) yamux_stream_reset(ts->mux, bs->id);
+        }
+
+        yamux_stream_set_data(ts->mux, bs->id, NULL);
+        ngx_tunnel_stream_post_flush(ts);
+    }
+
+    bs->closed = 1;
+
+    ngx_queue_remove(&bs->queue);
+    ts->nstreams--;
+
+    if (ts->sh) {
+        (void) ngx_atomic_fetch_add(&ts->sh->streams, -1);
+    }
+
+    if (bs->member && ts->sh) {
+        (void) ngx_atomic_fetch_add(&bs->member->conns, -1);
+    }
+
+    while (bs->out) {
+        ngx_tunnel_stream_sent(bs);
+    }
+
+    bs->buffered = 0;
+}
+
+
+void
+ngx_tunnel_stream_post_flush(ngx_tunnel_session_t *ts)
 {
     if (!ts->closing) {
         ngx_post_event(ts->connection->write, &ngx_posted_events);

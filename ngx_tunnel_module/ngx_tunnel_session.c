@@ -147,7 +147,7 @@ ngx_tunnel_worker_init(ngx_cycle_t *cycle, ngx_shm_zone_t *zone)
 
     ngx_tunnel_worker = w;
 
-    return NGX_OK;
+    return ngx_tunnel_peer_init(cycle);
 }
 
 
@@ -912,7 +912,7 @@ ngx_tunnel_session_finalize(ngx_tunnel_session_t *ts)
     while (!ngx_queue_empty(&ts->streams)) {
         q = ngx_queue_head(&ts->streams);
         bs = ngx_queue_data(q, ngx_tunnel_stream_t, queue);
-        ngx_tunnel_bridge_abort(bs);
+        bs->handler->abort(bs);
     }
 
     while (!ngx_queue_empty(&ts->tunnels)) {
@@ -1013,6 +1013,7 @@ static void
 ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
     const uint8_t *p, size_t n)
 {
+    ngx_tunnel_stream_t   *bs;
     ngx_tunnel_session_t  *ts;
 
     ts = yamux_session_data(mux);
@@ -1024,7 +1025,8 @@ ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
     }
 
     if (sd) {
-        ngx_tunnel_bridge_data(sd, p, n);
+        bs = sd;
+        bs->handler->data(bs, p, n);
     }
 }
 
@@ -1032,6 +1034,7 @@ ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
 static void
 ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd)
 {
+    ngx_tunnel_stream_t   *bs;
     ngx_tunnel_session_t  *ts;
 
     ts = yamux_session_data(mux);
@@ -1045,7 +1048,8 @@ ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd)
     }
 
     if (sd) {
-        ngx_tunnel_bridge_fin(sd);
+        bs = sd;
+        bs->handler->fin(bs);
     }
 }
 
@@ -1053,8 +1057,11 @@ ngx_tunnel_on_fin(yamux_session_t *mux, uint32_t id, void *sd)
 static void
 ngx_tunnel_on_writable(yamux_session_t *mux, uint32_t id, void *sd)
 {
+    ngx_tunnel_stream_t  *bs;
+
     if (sd) {
-        ngx_tunnel_bridge_writable(sd);
+        bs = sd;
+        bs->handler->writable(bs);
     }
 }
 
@@ -1063,6 +1070,7 @@ static void
 ngx_tunnel_on_closed(yamux_session_t *mux, uint32_t id, void *sd,
     yamux_close_e how)
 {
+    ngx_tunnel_stream_t   *bs;
     ngx_tunnel_session_t  *ts;
 
     ts = yamux_session_data(mux);
@@ -1076,7 +1084,8 @@ ngx_tunnel_on_closed(yamux_session_t *mux, uint32_t id, void *sd,
     }
 
     if (sd) {
-        ngx_tunnel_bridge_closed(sd, how);
+        bs = sd;
+        bs->handler->closed(bs, how);
     }
 }
 

@@ -86,9 +86,29 @@ struct ngx_tunnel_tunnel_s {
 };
 
 
-/* one public connection carried by one yamux stream */
+typedef struct ngx_tunnel_stream_s  ngx_tunnel_stream_t;
+
+
+/*
+ * What a stream's events do: a bridge relays them to a socket
+ * (ngx_tunnel_bridge.c), a peer hands them to nginx's upstream in this
+ * worker (ngx_tunnel_peer.c).
+ */
 typedef struct {
+    void                        (*data)(ngx_tunnel_stream_t *bs,
+                                        const u_char *p, size_t n);
+    void                        (*fin)(ngx_tunnel_stream_t *bs);
+    void                        (*writable)(ngx_tunnel_stream_t *bs);
+    void                        (*closed)(ngx_tunnel_stream_t *bs,
+                                          yamux_close_e how);
+    void                        (*abort)(ngx_tunnel_stream_t *bs);
+} ngx_tunnel_stream_handler_t;
+
+
+/* one public connection carried by one yamux stream */
+struct ngx_tunnel_stream_s {
     ngx_queue_t                   queue;        /* session->streams */
+    const ngx_tunnel_stream_handler_t *handler;
     ngx_tunnel_session_t         *session;
     ngx_tunnel_member_t          *member;
     ngx_connection_t             *connection;   /* the public side */
@@ -100,6 +120,8 @@ typedef struct {
 
     ngx_chain_t                  *out;          /* for the public side */
     ngx_chain_t                 **last_out;
+    ngx_chain_t                  *free;         /* links and bufs of out,
+                                                   their chunks freed */
     size_t                        buffered;
 
     u_char                       *preread;      /* not yet queued */
@@ -109,7 +131,8 @@ typedef struct {
     unsigned                      fin:1;        /* tunnel side sent FIN */
     unsigned                      shut:1;       /* we shut public writes */
     unsigned                      closed:1;     /* yamux stream is gone */
-} ngx_tunnel_stream_t;
+    unsigned                      error:1;      /* peer: reset, aborted */
+};
 
 
 struct ngx_tunnel_session_s {
@@ -165,20 +188,38 @@ void ngx_tunnel_session_flush(ngx_tunnel_session_t *ts);
 void ngx_tunnel_session_close(ngx_tunnel_session_t *ts);
 
 
-/* bridges (ngx_tunnel_bridge.c), called from the yamux callbacks */
+/* streams and bridges (ngx_tunnel_bridge.c) */
 
 ngx_connection_t *ngx_tunnel_connection(ngx_socket_t fd, struct sockaddr *sa,
     socklen_t socklen, ngx_log_t *log);
 void ngx_tunnel_connection_close(ngx_connection_t *c);
 
-void ngx_tunnel_bridge_data(ngx_tunnel_stream_t *bs, const u_char *p,
+/* a stream of the session's tunnel for "c", allocated in c->pool, its
+   header waiting in bs->preread; NULL: refused (logged) */
+ngx_tunnel_stream_t *ngx_tunnel_stream_open(ngx_tunnel_session_t *ts,
+    uint32_t tunnel_id, ngx_connection_t *c, ngx_tunnel_handoff_t *h);
+/* queues what bs->preread holds: NGX_AGAIN while some is left */
+ngx_int_t ngx_tunnel_stream_preread(ngx_tunnel_stream_t *bs);
+/* keeps "n" bytes in bs->out, in chunks */
+ngx_int_t ngx_tunnel_stream_buffer(ngx_tunnel_stream_t *bs, const u_char *p,
     size_t n);
-void ngx_tunnel_bridge_fin(ngx_tunnel_stream_t *bs);
-void ngx_tunnel_bridge_writable(ngx_tunnel_stream_t *bs);
-void ngx_tunnel_bridge_closed(ngx_tunnel_stream_t *bs, yamux_close_e how);
+/* the first link of bs->out went out: its chunk back to the cache */
+void ngx_tunnel_stream_sent(ngx_tunnel_stream_t *bs);
+/* the stream leaves its session and yamux ("reset": with a RST) */
+void ngx_tunnel_stream_detach(ngx_tunnel_stream_t *bs, ngx_uint_t reset);
+void ngx_tunnel_stream_post_flush(ngx_tunnel_session_t *ts);
 
-/* the session is going away: close every public connection */
-void ngx_tunnel_bridge_abort(ngx_tunnel_stream_t *bs);
+
+/* a stream as nginx's upstream connection (ngx_tunnel_peer.c) */
+
+ngx_int_t ngx_tunnel_peer_init(ngx_cycle_t *cycle);
+ngx_connection_t *ngx_tunnel_peer_open(ngx_tunnel_session_t *ts,
+    uint32_t tunnel_id, ngx_tunnel_handoff_t *h, ngx_log_t *log);
+/* is "c" one: then only ngx_tunnel_peer_close() may close it */
+ngx_uint_t ngx_tunnel_peer(ngx_connection_t *c);
+/* an idle kept one: may it serve another request? */
+ngx_uint_t ngx_tunnel_peer_idle(ngx_connection_t *c);
+void ngx_tunnel_peer_close(ngx_connection_t *c);
 
 
 /* tunnels as upstream peers (ngx_tunnel_upstream.c) */

@@ -2,7 +2,8 @@
 
 # Keep-alive through an HTTP tunnel: 100 requests on one public connection,
 # all carried over one kept upstream connection (one yamux stream, one
-# connection to the local service); tunnel_route's keepalive=0 and
+# connection to the local service, no descriptor in nginx when the session
+# is in the same worker); tunnel_route's keepalive=0 and
 # idle_timeout=; and a kept connection is not reused once its session is
 # gone.
 
@@ -16,8 +17,9 @@ use Time::HiRes qw(sleep time);
 use TunnelTest;
 use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_connect
     http_send http_response http_request);
+use TunnelService qw(fd_count workers);
 
-my $t = TunnelTest->new->plan(11);
+my $t = TunnelTest->new->plan(12);
 
 my $proxy = q{
             proxy_http_version 1.1;
@@ -54,6 +56,9 @@ my $backend = start_backend($t, 'web');
 start_http_tunnel($t, 'web', $backend);
 my $port = $t->port('http');
 
+my ($worker) = workers($t);
+my $fds = fd_count($worker);
+
 # 100 requests, one public connection
 my $s = http_connect($port);
 my (%conns, $ok, $r);
@@ -83,6 +88,13 @@ for my $i (1 .. 5) {
 }
 is_deeply([ keys %more ], [ keys %conns ],
     'requests on new public connections use the same kept connection');
+
+# the session is in this worker: the kept connection is a stream of it, no
+# socketpair (nginx may take a moment to close the public connections)
+my $deadline = time + 3;
+sleep 0.1 while fd_count($worker) != $fds && time < $deadline;
+is(fd_count($worker), $fds, '  it holds no descriptor in the worker '
+    . "($fds before the first request)");
 
 # keepalive=0: a stream (and a local connection) per request
 my %nokeep;

@@ -89,7 +89,7 @@ sub start_http_tunnel {
 # the http block), server (more text for the http server), location (more
 # text for "location /"), stream (more text for the stream block),
 # registration (more text for the registration server), status (location
-# /tunnels).
+# /tunnels), route (tunnel_route's parameters after $host).
 sub edge_config {
     my ($t, %o) = @_;
 
@@ -97,6 +97,7 @@ sub edge_config {
     my $http = $o{http} // '';
     my $server = $o{server} // '';
     my $location = $o{location} // '';
+    my $route = $o{route} // '';
 
     return $t->registration_config(zone => '4m',
         tokens => TOKEN . " id=tester\n", tcp => $o{tcp},
@@ -112,7 +113,7 @@ events {
 EOF
 http {
     upstream tunnels {
-        tunnel_route \$host;
+        tunnel_route \$host $route;
     }
 
 $http

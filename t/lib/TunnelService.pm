@@ -27,7 +27,7 @@ use Socket qw(SHUT_WR SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(service make_cert data_block data_sha connect_tcp
-    transfer command vm_rss workers);
+    transfer command vm_rss fd_count workers);
 
 my $BLOCK = 65536;
 my %base;
@@ -175,6 +175,13 @@ sub vm_rss {
         return $1 if /^VmRSS:\s+(\d+)\s+kB/;
     }
     return undef;
+}
+
+# How many descriptors $pid holds (-1: it is gone).
+sub fd_count {
+    my ($pid) = @_;
+    opendir my $dh, "/proc/$pid/fd" or return -1;
+    return scalar grep { /^\d+$/ } readdir $dh;
 }
 
 # The worker processes of the test's nginx.  (Not "use TunnelTest": the
