@@ -551,7 +551,7 @@ ngx_http_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
         /* nginx closes sockets; a stream of ours, only we do */
         if (ngx_tunnel_peer(c)) {
             pc->connection = NULL;
-            ngx_tunnel_peer_close(c);
+            ngx_tunnel_peer_close(c, !u->keepalive);
         }
 
         return;
@@ -644,7 +644,7 @@ ngx_http_tunnel_idle_close(ngx_http_tunnel_cache_t *item)
     item->connection = NULL;
 
     if (ngx_tunnel_peer(c)) {
-        ngx_tunnel_peer_close(c);
+        ngx_tunnel_peer_close(c, 0);
         return;
     }
 

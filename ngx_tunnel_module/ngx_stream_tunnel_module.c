@@ -308,8 +308,11 @@ ngx_stream_tunnel_handoff_handler(ngx_cycle_t *cycle, ngx_tunnel_handoff_t *h,
         return;
     }
 
-    c = ngx_tunnel_connection(fd, &h->peer.sockaddr, h->peer_len,
-                              ts->connection->log);
+    /* a socketpair's connection has no peer address (AF_UNIX) */
+    c = (h->kind & NGX_TUNNEL_HANDOFF_PAIR)
+        ? ngx_tunnel_connection(fd, NULL, 0, ts->connection->log)
+        : ngx_tunnel_connection(fd, &h->peer.sockaddr, h->peer_len,
+                                ts->connection->log);
     if (c == NULL) {
         return;
     }

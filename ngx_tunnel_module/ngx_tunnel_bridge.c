@@ -805,23 +805,7 @@ ngx_tunnel_stream_post_flush(ngx_tunnel_session_t *ts)
 static ngx_msec_t
 ngx_tunnel_bridge_idle(ngx_tunnel_session_t *ts, ngx_connection_t *c)
 {
-    socklen_t       len;
-    ngx_sockaddr_t  sa;
-
-    if (ts->conf->idle_timeout == 0) {
-        return 0;
-    }
-
-    /* one handed over by another worker may be either */
-    len = sizeof(ngx_sockaddr_t);
-
-    if (getsockname(c->fd, &sa.sockaddr, &len) == -1
-        || sa.sockaddr.sa_family == AF_UNIX)
-    {
-        return 0;
-    }
-
-    return ts->conf->idle_timeout;
+    return (c->sockaddr->sa_family == AF_UNIX) ? 0 : ts->conf->idle_timeout;
 }
 
 

@@ -160,12 +160,14 @@ ngx_tunnel_peer_idle(ngx_connection_t *c)
 
 
 /*
- * nginx is done with the connection: the stream ends with a FIN (the
- * client then closes its local connection as it would on a socket's EOF),
- * or with a RST if it broke.
+ * nginx is done with the connection.  After a whole response (or the
+ * tunnel side's own FIN) the stream ends with a FIN, and the client closes
+ * its local connection as it would on a socket's EOF.  Otherwise ("abort":
+ * a response cut short, the public client gone) with a RST: the local
+ * service may be blocked sending into a window nobody will credit again.
  */
 void
-ngx_tunnel_peer_close(ngx_connection_t *c)
+ngx_tunnel_peer_close(ngx_connection_t *c, ngx_uint_t abort)
 {
     ngx_pool_t           *pool;
     ngx_tunnel_stream_t  *bs;
@@ -173,7 +175,7 @@ ngx_tunnel_peer_close(ngx_connection_t *c)
     bs = ngx_tunnel_peer_stream(c);
 
     if (!bs->closed) {
-        if (!bs->error && !bs->preread) {
+        if (!bs->error && !bs->preread && (bs->fin || !abort)) {
             (void) yamux_stream_close(bs->session->mux, bs->id);
             ngx_tunnel_stream_detach(bs, 0);
 

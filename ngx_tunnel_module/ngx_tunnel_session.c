@@ -1024,10 +1024,18 @@ ngx_tunnel_on_data(yamux_session_t *mux, uint32_t id, void *sd,
         return;
     }
 
-    if (sd) {
-        bs = sd;
-        bs->handler->data(bs, p, n);
+    if (sd == NULL) {
+        /*
+         * Nobody reads the stream any more (nginx ended it with a FIN while
+         * the local service still sent): its window would never be
+         * credited, so the client's side would wait for ever.  Stop it.
+         */
+        (void) yamux_stream_reset(mux, id);
+        return;
     }
+
+    bs = sd;
+    bs->handler->data(bs, p, n);
 }
 
 

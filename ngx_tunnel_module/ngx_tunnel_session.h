@@ -219,7 +219,8 @@ ngx_connection_t *ngx_tunnel_peer_open(ngx_tunnel_session_t *ts,
 ngx_uint_t ngx_tunnel_peer(ngx_connection_t *c);
 /* an idle kept one: may it serve another request? */
 ngx_uint_t ngx_tunnel_peer_idle(ngx_connection_t *c);
-void ngx_tunnel_peer_close(ngx_connection_t *c);
+/* "abort": the response did not end cleanly */
+void ngx_tunnel_peer_close(ngx_connection_t *c, ngx_uint_t abort);
 
 
 /* tunnels as upstream peers (ngx_tunnel_upstream.c) */
@@ -236,6 +237,9 @@ char *ngx_stream_tunnel_route(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* a listening socket handed over with its port: ngx_tunnel_handoff_t.kind */
 #define NGX_TUNNEL_HANDOFF_LISTENER  0x100
+/* a flag in ngx_tunnel_handoff_t.kind: the descriptor is a balancer's end
+   of a socketpair, not the public client's socket */
+#define NGX_TUNNEL_HANDOFF_PAIR      0x200
 
 /* NGX_BUSY: the port is taken by another program */
 ngx_int_t ngx_tunnel_tcp_listen(ngx_tunnel_tunnel_t *t);

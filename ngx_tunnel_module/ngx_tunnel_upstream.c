@@ -103,6 +103,7 @@ ngx_tunnel_carry(ngx_tunnel_route_t *route, ngx_tunnel_handoff_t *h,
     h->tunnel_id = route->tunnel_id;
 
     if (route->pid != ngx_pid) {
+        h->kind |= NGX_TUNNEL_HANDOFF_PAIR;
         rc = ngx_tunnel_handoff_send(route->pid, fd, h, log);
 
         /* never in this worker's epoll: closing our copy is enough */

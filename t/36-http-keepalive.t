@@ -4,8 +4,8 @@
 # all carried over one kept upstream connection (one yamux stream, one
 # connection to the local service, no descriptor in nginx when the session
 # is in the same worker); tunnel_route's keepalive=0 and
-# idle_timeout=; and a kept connection is not reused once its session is
-# gone.
+# idle_timeout=; a public client that hangs up mid-response; and a kept
+# connection is not reused once its session is gone.
 
 use strict;
 use warnings;
@@ -19,7 +19,7 @@ use TunnelHTTP qw(edge_config start_backend start_http_tunnel http_connect
     http_send http_response http_request);
 use TunnelService qw(fd_count workers);
 
-my $t = TunnelTest->new->plan(12);
+my $t = TunnelTest->new->plan(13);
 
 my $proxy = q{
             proxy_http_version 1.1;
@@ -46,6 +46,12 @@ $t->write_config(edge_config($t,
 
         location /short/ {
             proxy_pass http://tunnels_short;
+            $proxy
+        }
+
+        location /unbuffered/ {
+            proxy_pass http://tunnels_nokeep/;
+            proxy_buffering off;
             $proxy
         }
 }));
@@ -116,6 +122,27 @@ $r = http_request($port, '/short/3', host => 'web.tun.test');
 is($r && $r->{status}, 200, '  after 1.5 s idle: the request is answered');
 isnt($r && $r->{headers}{'x-backend-conn'}, $first,
     '  on a new connection');
+
+# a public client hangs up in the middle of a response that nginx does not
+# buffer: the stream is reset, so the client closes its local connection
+# (after a FIN the local service would stay blocked on a full window); its
+# own stream (keepalive=0), counted once /short/'s kept one has timed out
+sleep 1.2;
+my $client_fds = fd_count($t->{procs}{web});
+my $cut = http_connect($port);
+http_send($cut, '/unbuffered/data/' . 64 * 1048576, host => 'web.tun.test');
+my $got = 0;
+while ($got < 1048576) {
+    my $n = sysread($cut, my $buf, 65536) or last;
+    $got += $n;
+}
+sleep 1;                    # the windows fill up, the local service blocks
+close $cut;
+$deadline = time + 5;
+sleep 0.1 while fd_count($t->{procs}{web}) != $client_fds && time < $deadline;
+is(fd_count($t->{procs}{web}), $client_fds, 'a public client hangs up after '
+    . "$got bytes of 64 MiB: the client closes its local connection")
+    or diag(`ls -l /proc/$t->{procs}{web}/fd`);
 
 # the client reconnects as a new session: kept connections of the old one
 # are not used for it
