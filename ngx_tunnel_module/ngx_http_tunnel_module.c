@@ -370,9 +370,12 @@ ngx_http_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
 
         /*
          * The session is here: the stream itself is the connection.  TLS
-         * to the local service (proxy_pass https://) needs a socket.
+         * to the local service (proxy_pass https://) needs a socket, and
+         * level-triggered event methods (select, poll) would try to remove
+         * the connection's events.
          */
-        ts = (tp->route.pid == ngx_pid && !tp->request->upstream->ssl)
+        ts = (tp->route.pid == ngx_pid && !tp->request->upstream->ssl
+              && (ngx_event_flags & NGX_USE_CLEAR_EVENT))
              ? ngx_tunnel_session_find(tp->route.session_id) : NULL;
 
         if (ts) {

@@ -15,8 +15,10 @@
  * socket shared by all of them (c->shared: ngx_close_connection() leaves it
  * open): nginx only asks it for a pending error (getsockopt(SO_ERROR) in
  * ngx_http_upstream_test_connect()), which it has none of.  Both events are
- * marked active, so nginx never adds them to epoll; the balancer's free()
- * takes the connection back, so only ngx_tunnel_peer_close() closes one.
+ * marked active, so nginx never adds them to epoll (edge-triggered event
+ * methods only: the balancer uses a socketpair with others); the
+ * balancer's free() takes the connection back, so only
+ * ngx_tunnel_peer_close() closes one.
  */
 
 
