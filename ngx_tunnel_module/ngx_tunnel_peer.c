@@ -186,10 +186,6 @@ ngx_tunnel_peer_close(ngx_connection_t *c, ngx_uint_t abort)
         }
     }
 
-    while (bs->out) {
-        ngx_tunnel_stream_sent(bs);
-    }
-
     ngx_tunnel_peer_streams[c - ngx_cycle->connections] = NULL;
 
     pool = c->pool;
@@ -499,7 +495,6 @@ ngx_tunnel_peer_wake(ngx_tunnel_stream_t *bs)
     ngx_post_event(c->read, &ngx_posted_events);
 
     if (bs->error) {
-        c->write->ready = 1;
-        ngx_post_event(c->write, &ngx_posted_events);
+        ngx_tunnel_peer_writable(bs);
     }
 }
