@@ -94,6 +94,8 @@ static void fwd_dial(fwd_t *f);
 static void fwd_io(void *data, unsigned events);
 static void fwd_timeout(void *data);
 static void fwd_connected(fwd_t *f);
+static void fwd_established(fwd_t *f);
+static ssize_t fwd_send(fwd_t *f, const uint8_t *p, size_t n);
 static void fwd_unreachable(fwd_t *f, int err);
 static void fwd_to_local(fwd_t *f, const uint8_t *p, size_t n);
 static void fwd_request(fwd_t *f, const uint8_t *p, size_t n);
@@ -297,6 +299,13 @@ fwd_dial(fwd_t *f)
         return;
     }
 
+    /*
+     * Worth a try: to a local service the handshake is usually over when
+     * connect() returns, and a first write that goes through spares
+     * buffering the request and waiting for the event that says connected.
+     */
+    f->writable = 1;
+
     loop_timer(session_client(f->session)->loop, &f->timer,
                FWD_CONNECT_TIMEOUT);
 }
@@ -326,16 +335,19 @@ fwd_io(void *data, unsigned events)
             return;
         }
 
-        err = 0;
-        len = sizeof(err);
+        if (events & LOOP_HUP) {
+            err = 0;
+            len = sizeof(err);
 
-        if (getsockopt(f->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
-            err = errno;
-        }
+            if (getsockopt(f->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+            {
+                err = errno;
+            }
 
-        if (err) {
-            fwd_unreachable(f, err);
-            return;
+            if (err) {
+                fwd_unreachable(f, err);
+                return;
+            }
         }
 
         fwd_connected(f);
@@ -369,22 +381,31 @@ fwd_timeout(void *data)
 }
 
 
+/*
+ * The socket was in epoll before connect(), so every byte the service sends
+ * raises an event: reading waits for it.
+ */
 static void
 fwd_connected(fwd_t *f)
 {
-    loop_timer_cancel(session_client(f->session)->loop, &f->timer);
-
-    f->state = F_OPEN;
+    fwd_established(f);
     f->writable = 1;
-    f->readable = 1;
 
     fwd_write_local(f);
 
-    if (f->state == F_OPEN) {
+    if (f->state == F_OPEN && f->readable) {
         fwd_read_local(f);
     }
 
     fwd_check_done(f);
+}
+
+
+static void
+fwd_established(fwd_t *f)
+{
+    loop_timer_cancel(session_client(f->session)->loop, &f->timer);
+    f->state = F_OPEN;
 }
 
 
@@ -483,29 +504,19 @@ fwd_to_local(fwd_t *f, const uint8_t *p, size_t n)
 {
     ssize_t  w;
 
-    if (f->state == F_OPEN && f->writable && buf_len(&f->out) == 0) {
-        w = write(f->io.fd, p, n);
+    if (f->writable && buf_len(&f->out) == 0) {
+        w = fwd_send(f, p, n);
 
         if (w == -1) {
-            if (errno != EAGAIN) {
-                /* after the session's input: the stream may be reset now */
-                fwd_credit(f, n);
-                fwd_local_error(f, errno, "write");
-                return;
-            }
-
-            f->writable = 0;
-            w = 0;
+            /* after the session's input: the stream may be reset now */
+            (void) yamux_stream_consumed(session_mux(f->session), f->id, n);
+            return;
         }
 
         (void) yamux_stream_consumed(session_mux(f->session), f->id,
                                      (size_t) w);
         p += w;
         n -= (size_t) w;
-
-        if (n) {
-            f->writable = 0;
-        }
     }
 
     if (n == 0) {
@@ -651,15 +662,9 @@ fwd_write_local(fwd_t *f)
     size_t   n;
 
     while (f->writable && (n = buf_len(&f->out)) != 0) {
-        w = write(f->io.fd, f->out.data + f->out.start, n);
+        w = fwd_send(f, f->out.data + f->out.start, n);
 
         if (w == -1) {
-            if (errno == EAGAIN) {
-                f->writable = 0;
-                break;
-            }
-
-            fwd_local_error(f, errno, "write");
             return;
         }
 
@@ -667,16 +672,64 @@ fwd_write_local(fwd_t *f)
         fwd_credit(f, (size_t) w);
     }
 
-    if (buf_len(&f->out) == 0) {
-        /* every byte received is delivered: the window is whole again */
-        fwd_credit(f, f->owed);
-        buf_free(&f->out);
-
-        if (f->remote_fin && !f->shut_wr && f->http != H_HEAD) {
-            (void) shutdown(f->io.fd, SHUT_WR);
-            f->shut_wr = 1;
-        }
+    if (buf_len(&f->out) || f->state != F_OPEN) {
+        return;
     }
+
+    /* every byte received is delivered: the window is whole again */
+    fwd_credit(f, f->owed);
+    buf_free(&f->out);
+
+    if (f->remote_fin && !f->shut_wr && f->http != H_HEAD) {
+        /*
+         * When the service has closed its side too, the stream is over and
+         * the close() that follows sends the FIN: no shutdown() for it.
+         */
+        if (!f->local_eof) {
+            (void) shutdown(f->io.fd, SHUT_WR);
+        }
+
+        f->shut_wr = 1;
+    }
+}
+
+
+/*
+ * What the socket took (0: nothing, wait for it to be writable), or -1 when
+ * the connection failed: then the stream is ended here.
+ */
+static ssize_t
+fwd_send(fwd_t *f, const uint8_t *p, size_t n)
+{
+    ssize_t  w;
+
+    w = write(f->io.fd, p, n);
+
+    if (w >= 0) {
+        if (f->state == F_CONNECTING) {
+            fwd_established(f);
+        }
+
+        if ((size_t) w < n) {
+            f->writable = 0;
+        }
+
+        return w;
+    }
+
+    if (errno == EAGAIN) {
+        f->writable = 0;
+        return 0;
+    }
+
+    if (f->state == F_CONNECTING) {
+        fwd_unreachable(f, errno);
+
+    } else {
+        fwd_local_error(f, errno, "write");
+    }
+
+    return -1;
 }
 
 
