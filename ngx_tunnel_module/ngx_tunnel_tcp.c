@@ -37,8 +37,8 @@ static ngx_socket_t ngx_tunnel_tcp_socket(ngx_tunnel_listener_t *ls,
     ngx_log_t *log, ngx_err_t *err);
 static ngx_int_t ngx_tunnel_tcp_install(ngx_tunnel_listener_t *ls,
     ngx_socket_t fd, ngx_log_t *log);
-static ngx_int_t ngx_tunnel_tcp_pass(ngx_tunnel_tunnel_t *t,
-    ngx_connection_t *lc);
+static ngx_int_t ngx_tunnel_tcp_pass(ngx_shm_zone_t *zone, in_port_t port,
+    ngx_socket_t fd, uint64_t from, ngx_log_t *log);
 static void ngx_tunnel_tcp_bind_again(ngx_event_t *ev);
 static void ngx_tunnel_tcp_accept(ngx_event_t *ev);
 static void ngx_tunnel_tcp_retry(ngx_event_t *ev);
@@ -233,7 +233,10 @@ ngx_tunnel_tcp_close(ngx_tunnel_tunnel_t *t)
         return;
     }
 
-    if (ngx_tunnel_tcp_pass(t, lc) == NGX_OK) {
+    if (ngx_tunnel_tcp_pass(t->session->zone, t->port, lc->fd, t->session->id,
+                            t->session->connection->log)
+        == NGX_OK)
+    {
         /*
          * The socket lives on in another worker (or another connection
          * here): it must leave our epoll, which closing our descriptor
@@ -251,25 +254,25 @@ ngx_tunnel_tcp_close(ngx_tunnel_tunnel_t *t)
 }
 
 
-/* the port has a new owner, a session its client has moved to: it gets
- * the socket */
+/*
+ * The socket of a port goes to the session that owns the port now, one its
+ * client has moved to (not "from", the session it leaves): NGX_DECLINED if
+ * there is none.
+ */
 static ngx_int_t
-ngx_tunnel_tcp_pass(ngx_tunnel_tunnel_t *t, ngx_connection_t *lc)
+ngx_tunnel_tcp_pass(ngx_shm_zone_t *zone, in_port_t port, ngx_socket_t fd,
+    uint64_t from, ngx_log_t *log)
 {
     ngx_int_t              rc;
-    ngx_log_t             *log;
-    ngx_socket_t           fd;
+    ngx_socket_t           dup;
     ngx_tunnel_route_t     route;
     ngx_tunnel_handoff_t   h;
-    ngx_tunnel_session_t  *ts;
 
-    ts = t->session;
-    log = ts->connection->log;
-
-    if (ngx_tunnel_registry_route(ts->zone, TUNNEL_KIND_TCP, NULL, t->port,
-                                  &route)
-        != NGX_OK
-        || route.session_id == ts->id)
+    if (zone == NULL
+        || ngx_tunnel_registry_route(zone, TUNNEL_KIND_TCP, NULL, port,
+                                     &route)
+           != NGX_OK
+        || route.session_id == from)
     {
         return NGX_DECLINED;
     }
@@ -280,24 +283,24 @@ ngx_tunnel_tcp_pass(ngx_tunnel_tunnel_t *t, ngx_connection_t *lc)
     h.tunnel_id = route.tunnel_id;
 
     if (route.pid == ngx_pid) {
-        fd = fcntl(lc->fd, F_DUPFD_CLOEXEC, 0);
-        if (fd == -1) {
+        dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (dup == -1) {
             ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                          "tunnel: dup() of port %d failed", (int) t->port);
+                          "tunnel: dup() of port %d failed", (int) port);
             return NGX_ERROR;
         }
 
-        ngx_tunnel_tcp_adopt(&h, fd, log);
+        ngx_tunnel_tcp_adopt(&h, dup, log);
         rc = NGX_OK;
 
     } else {
-        rc = ngx_tunnel_handoff_send(route.pid, lc->fd, &h, log);
+        rc = ngx_tunnel_handoff_send(route.pid, fd, &h, log);
     }
 
     if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tunnel: port %d handed over to session %016xL",
-                      (int) t->port, route.session_id);
+                      (int) port, route.session_id);
     }
 
     return rc;
@@ -310,10 +313,22 @@ ngx_tunnel_tcp_adopt(ngx_tunnel_handoff_t *h, ngx_socket_t fd,
     ngx_log_t *log)
 {
     socklen_t               len;
+    in_port_t               port;
     ngx_sockaddr_t          sa;
     ngx_tunnel_tunnel_t    *t;
     ngx_tunnel_session_t   *ts;
     ngx_tunnel_listener_t  *ls;
+
+    len = sizeof(ngx_sockaddr_t);
+
+    if (getsockname(fd, &sa.sockaddr, &len) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_socket_errno,
+                      "tunnel: getsockname() of a port's socket failed");
+        ngx_close_socket(fd);
+        return;
+    }
+
+    port = ngx_inet_get_port(&sa.sockaddr);
 
     t = NULL;
     ts = ngx_tunnel_session_find(h->session_id);
@@ -322,18 +337,26 @@ ngx_tunnel_tcp_adopt(ngx_tunnel_handoff_t *h, ngx_socket_t fd,
         t = ngx_tunnel_session_tunnel(ts, h->tunnel_id);
     }
 
-    len = sizeof(ngx_sockaddr_t);
-
     if (t == NULL
         || t->listener == NULL
         || t->listener->connection
-        || getsockname(fd, &sa.sockaddr, &len) == -1
-        || ngx_inet_get_port(&sa.sockaddr) != t->port)
+        || t->port != port)
     {
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "tunnel: the socket of a port came for tunnel %uD "
-                      "of session %016xL, which does not wait for it",
-                      h->tunnel_id, h->session_id);
+        /*
+         * The client moved on while the socket was on its way: it bound the
+         * port in yet another session and left this one.  That session
+         * gets it, or the connections in its backlog would be reset.
+         */
+        if (ngx_tunnel_tcp_pass(ngx_tunnel_zone(), port, fd, h->session_id,
+                                log)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tunnel: the socket of port %d came for tunnel "
+                          "%uD of session %016xL, which does not wait for "
+                          "it", (int) port, h->tunnel_id, h->session_id);
+        }
+
         ngx_close_socket(fd);
         return;
     }
