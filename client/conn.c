@@ -291,15 +291,40 @@ conn_read(conn_t *c, void *buf, size_t len)
         return CONN_ERROR;
     }
 
-    ERR_clear_error();
+    /*
+     * SSL_read() gives one record (16 KiB at most) a call: the records
+     * OpenSSL already holds (read ahead) are taken together, so that yamux
+     * sees whole frames and the local services get them in one write each.
+     */
+    n = 0;
 
-    rc = SSL_read(c->ssl, buf, (int) (len > 1 << 30 ? 1 << 30 : len));
+    do {
+        ERR_clear_error();
+
+        rc = SSL_read(c->ssl, (uint8_t *) buf + n,
+                      (int) (len - n > 1 << 30 ? 1 << 30 : len - n));
+        if (rc <= 0) {
+            break;
+        }
+
+        n += rc;
+
+    } while ((size_t) n < len && SSL_has_pending(c->ssl));
 
     if (rc > 0) {
-        return rc;
+        return n;
     }
 
     e = SSL_get_error(c->ssl, rc);
+
+    if (n) {
+        if (e == SSL_ERROR_WANT_READ) {
+            c->readable = 0;
+        }
+
+        /* the rest, an error included, comes with the next call */
+        return n;
+    }
 
     switch (e) {
 
