@@ -3,7 +3,9 @@
  *
  * The connection to the server.  With TLS, small writes are gathered into
  * one record: yamux output comes as many small iovecs (headers, control
- * frames), and a record each would cost a syscall and 29 bytes each.
+ * frames), and a record each would cost 29 bytes each.  The records go to
+ * our own buffer, not straight to the socket: OpenSSL would make a write()
+ * of each (16 KiB at most), where one write() takes four.
  */
 
 #include <arpa/inet.h>
@@ -13,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,10 +27,19 @@
 
 
 static int conn_handshake(conn_t *c);
+static int conn_seal(conn_t *c);
+static int conn_push(conn_t *c);
+static int conn_bio_write(BIO *b, const char *data, size_t n, size_t *done);
+static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
 static void conn_ssl_error(conn_t *c, const char *what, int rc);
 
 
 #define CONN_TLS_READ_AHEAD  (64 * 1024)
+#define CONN_TLS_RECORD      (16384 + 256)      /* a record, sealed */
+#define CONN_TLS_OUT         (4 * CONN_TLS_RECORD)
+
+
+static BIO_METHOD  *conn_bio_method;
 
 
 SSL_CTX *
@@ -42,6 +54,19 @@ conn_tls_context(const char *cafile, int insecure, char *err, size_t errlen)
     }
 
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+
+    if (conn_bio_method == NULL) {
+        conn_bio_method = BIO_meth_new(BIO_get_new_index()
+                                       | BIO_TYPE_SOURCE_SINK, "tunnel out");
+        if (conn_bio_method == NULL
+            || BIO_meth_set_write_ex(conn_bio_method, conn_bio_write) != 1
+            || BIO_meth_set_ctrl(conn_bio_method, conn_bio_ctrl) != 1)
+        {
+            snprintf(err, errlen, "cannot set up TLS (OpenSSL failed)");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
 
     /*
      * AES-128-GCM first, as Go's crypto/tls and OpenSSH's aes128-gcm: as
@@ -90,6 +115,7 @@ int
 conn_start(conn_t *c, const char *host, const char *port, SSL_CTX *ctx)
 {
     int                     fd, rc, one;
+    BIO                    *rbio, *wbio;
     struct addrinfo         hints, *res;
     struct in6_addr         a6;
 
@@ -138,12 +164,23 @@ conn_start(conn_t *c, const char *host, const char *port, SSL_CTX *ctx)
         return 0;
     }
 
+    /* records are read from the socket, written to c->obuf */
     c->ssl = SSL_new(ctx);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+    c->obuf = malloc(CONN_TLS_OUT);
+    rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+    wbio = BIO_new(conn_bio_method);
+
+    if (c->ssl == NULL || c->obuf == NULL || rbio == NULL || wbio == NULL) {
         snprintf(c->error, sizeof(c->error), "cannot set up TLS");
+        BIO_free(rbio);
+        BIO_free(wbio);
         conn_close(c);
         return -1;
     }
+
+    BIO_set_data(wbio, c);
+    BIO_set_init(wbio, 1);
+    SSL_set_bio(c->ssl, rbio, wbio);
 
     /* a name gets SNI and a name check, an address an address check */
     if (inet_pton(AF_INET, host, &a6) == 1
@@ -206,6 +243,11 @@ conn_handshake(conn_t *c)
     ERR_clear_error();
 
     rc = SSL_connect(c->ssl);
+
+    /* what it wrote (a hello, a finished) goes out now */
+    if (conn_push(c) == CONN_ERROR) {
+        return -1;
+    }
 
     if (rc == 1) {
         c->state = CONN_READY;
@@ -346,40 +388,23 @@ conn_read(conn_t *c, void *buf, size_t len)
 }
 
 
-/* writes the TLS buffer out: 0 when empty, CONN_AGAIN or CONN_ERROR */
 int
 conn_flush(conn_t *c)
 {
-    int  rc, e;
+    int  rc;
 
-    while (c->tlen) {
-        ERR_clear_error();
-
-        rc = SSL_write(c->ssl, c->tbuf, (int) c->tlen);
-
-        if (rc > 0) {
-            memmove(c->tbuf, c->tbuf + rc, c->tlen - rc);
-            c->tlen -= rc;
-            continue;
+    for ( ;; ) {
+        rc = conn_push(c);
+        if (rc != 0 || c->tlen == 0) {
+            return rc;
         }
 
-        e = SSL_get_error(c->ssl, rc);
+        rc = conn_seal(c);
 
-        if (e == SSL_ERROR_WANT_WRITE) {
-            c->writable = 0;
-            return CONN_AGAIN;
+        if (rc == CONN_ERROR || (rc == CONN_AGAIN && c->olen == c->opos)) {
+            return rc;
         }
-
-        if (e == SSL_ERROR_WANT_READ) {
-            c->readable = 0;
-            return CONN_AGAIN;
-        }
-
-        conn_ssl_error(c, "writing to the server", rc);
-        return CONN_ERROR;
     }
-
-    return 0;
 }
 
 
@@ -387,7 +412,7 @@ ssize_t
 conn_writev(conn_t *c, const struct iovec *iov, int n)
 {
     int      i, rc;
-    size_t   k, taken;
+    size_t   k, off, taken;
     ssize_t  w;
 
     if (c->ssl == NULL) {
@@ -412,32 +437,153 @@ conn_writev(conn_t *c, const struct iovec *iov, int n)
         return rc;
     }
 
-    /* fill one record's worth; it is ours from here on */
+    /* records of 16 KiB, as many as c->obuf holds; the bytes are ours */
     taken = 0;
+    i = 0;
+    off = 0;
 
-    for (i = 0; i < n && c->tlen < sizeof(c->tbuf); i++) {
-        k = iov[i].iov_len;
+    while (i < n && c->olen + CONN_TLS_RECORD <= CONN_TLS_OUT) {
 
-        if (k > sizeof(c->tbuf) - c->tlen) {
-            k = sizeof(c->tbuf) - c->tlen;
+        while (i < n && c->tlen < sizeof(c->tbuf)) {
+            k = iov[i].iov_len - off;
+
+            if (k > sizeof(c->tbuf) - c->tlen) {
+                k = sizeof(c->tbuf) - c->tlen;
+            }
+
+            memcpy(c->tbuf + c->tlen, (unsigned char *) iov[i].iov_base + off,
+                   k);
+            c->tlen += k;
+            taken += k;
+            off += k;
+
+            if (off == iov[i].iov_len) {
+                i++;
+                off = 0;
+            }
         }
 
-        memcpy(c->tbuf + c->tlen, iov[i].iov_base, k);
-        c->tlen += k;
-        taken += k;
+        rc = conn_seal(c);
 
-        if (k < iov[i].iov_len) {
+        if (rc == CONN_ERROR) {
+            return CONN_ERROR;
+        }
+
+        if (rc == CONN_AGAIN) {
             break;
         }
     }
 
-    rc = conn_flush(c);
-
-    if (rc == CONN_ERROR) {
+    if (conn_push(c) == CONN_ERROR) {
         return CONN_ERROR;
     }
 
     return (ssize_t) taken;
+}
+
+
+/* c->tbuf through SSL_write into c->obuf: 0, CONN_AGAIN or CONN_ERROR */
+static int
+conn_seal(conn_t *c)
+{
+    int  rc, e;
+
+    while (c->tlen) {
+        ERR_clear_error();
+
+        rc = SSL_write(c->ssl, c->tbuf, (int) c->tlen);
+
+        if (rc > 0) {
+            memmove(c->tbuf, c->tbuf + rc, c->tlen - rc);
+            c->tlen -= rc;
+            continue;
+        }
+
+        e = SSL_get_error(c->ssl, rc);
+
+        if (e == SSL_ERROR_WANT_WRITE) {
+            return CONN_AGAIN;      /* c->obuf is full */
+        }
+
+        if (e == SSL_ERROR_WANT_READ) {
+            c->readable = 0;
+            return CONN_AGAIN;
+        }
+
+        conn_ssl_error(c, "writing to the server", rc);
+        return CONN_ERROR;
+    }
+
+    return 0;
+}
+
+
+/* c->obuf to the socket: 0 when empty, CONN_AGAIN or CONN_ERROR */
+static int
+conn_push(conn_t *c)
+{
+    ssize_t  w;
+
+    while (c->opos < c->olen) {
+        w = write(c->fd, c->obuf + c->opos, c->olen - c->opos);
+
+        if (w >= 0) {
+            c->opos += (size_t) w;
+            continue;
+        }
+
+        if (errno == EAGAIN || errno == EINTR) {
+            c->writable = 0;
+            return CONN_AGAIN;
+        }
+
+        snprintf(c->error, sizeof(c->error), "writing to the server: %s",
+                 strerror(errno));
+        return CONN_ERROR;
+    }
+
+    c->opos = 0;
+    c->olen = 0;
+
+    return 0;
+}
+
+
+/* OpenSSL's output: into c->obuf, as a socket would take it */
+static int
+conn_bio_write(BIO *b, const char *data, size_t n, size_t *done)
+{
+    conn_t  *c;
+
+    c = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+
+    if (c->olen == CONN_TLS_OUT) {
+        BIO_set_retry_write(b);
+        return 0;
+    }
+
+    if (n > CONN_TLS_OUT - c->olen) {
+        n = CONN_TLS_OUT - c->olen;
+    }
+
+    memcpy(c->obuf + c->olen, data, n);
+    c->olen += n;
+    *done = n;
+
+    return 1;
+}
+
+
+static long
+conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void) b;
+    (void) num;
+    (void) ptr;
+
+    return cmd == BIO_CTRL_FLUSH;
 }
 
 
@@ -448,6 +594,11 @@ conn_close(conn_t *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+
+    free(c->obuf);
+    c->obuf = NULL;
+    c->opos = 0;
+    c->olen = 0;
 
     if (c->fd != -1) {
         close(c->fd);

@@ -40,6 +40,11 @@ typedef struct {
     unsigned char  tbuf[16384];
     size_t         tlen;
 
+    /* TLS: the records SSL_write made, obuf[opos, olen) not yet sent */
+    unsigned char *obuf;
+    size_t         opos;
+    size_t         olen;
+
     int            fatal;         /* trying again cannot help */
     char           error[320];    /* what went wrong, for a person */
 } conn_t;
@@ -63,7 +68,10 @@ ssize_t conn_read(conn_t *c, void *buf, size_t len);
 /* takes what it can of "iov"; returns the count, or CONN_AGAIN/ERROR */
 ssize_t conn_writev(conn_t *c, const struct iovec *iov, int n);
 
-/* bytes taken but still in the TLS buffer */
+/* bytes taken but still in the TLS buffers: 0 when none */
+#define conn_buffered(c)  ((c)->tlen + (c)->olen - (c)->opos)
+
+/* sends what the TLS buffers hold: 0 when empty, CONN_AGAIN or CONN_ERROR */
 int conn_flush(conn_t *c);
 
 void conn_close(conn_t *c);

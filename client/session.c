@@ -445,7 +445,7 @@ session_flush(session_t *s)
 
     while (s->conn.writable && !s->dead) {
 
-        if (s->conn.tlen && conn_flush(&s->conn) != 0) {
+        if (conn_buffered(&s->conn) && conn_flush(&s->conn) != 0) {
             break;
         }
 
@@ -475,7 +475,8 @@ session_flush(session_t *s)
     }
 
     if (s->state == S_LEAVING && s->nfwds == 0
-        && yamux_output_pending(s->mux) == 0 && s->conn.tlen == 0)
+        && yamux_output_pending(s->mux) == 0
+        && conn_buffered(&s->conn) == 0)
     {
         /* said goodbye and has nothing left to carry */
         s->dead = 1;
