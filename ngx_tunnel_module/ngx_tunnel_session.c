@@ -404,6 +404,11 @@ ngx_tunnel_session_init(ngx_stream_session_t *s)
          * one record) keeps the bytes SSL_write() has taken as they were.
          */
         c->ssl->buffer = 1;
+
+        if (ngx_tunnel_tls_attach(c) != NGX_OK) {
+            ngx_stream_finalize_session(s, NGX_STREAM_INTERNAL_SERVER_ERROR);
+            return;
+        }
     }
 #endif
 
@@ -749,7 +754,31 @@ ngx_tunnel_session_send(ngx_tunnel_session_t *ts)
         }
     }
 
+#if (NGX_STREAM_SSL)
+    if (c->ssl && ngx_tunnel_tls_flush(c) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+#endif
+
     return NGX_OK;
+}
+
+
+/* output that left yamux but not this host yet */
+static ngx_uint_t
+ngx_tunnel_session_buffered(ngx_tunnel_session_t *ts)
+{
+    ngx_connection_t  *c;
+
+    c = ts->connection;
+
+#if (NGX_STREAM_SSL)
+    if (c->ssl && ngx_tunnel_tls_pending(c)) {
+        return 1;
+    }
+#endif
+
+    return c->buffered != 0;
 }
 
 
@@ -794,7 +823,7 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
 
         if (q == ngx_queue_sentinel(&ts->tunnels) && ts->nstreams == 0
             && yamux_output_pending(ts->mux) == 0
-            && !ts->connection->buffered)
+            && !ngx_tunnel_session_buffered(ts))
         {
             ngx_log_error(NGX_LOG_INFO, ts->connection->log, 0,
                           "tunnel: session %016xL drained", ts->id);
@@ -826,6 +855,12 @@ ngx_tunnel_session_timer(ngx_event_t *ev)
 
     (void) yamux_ping(ts->mux, (uint32_t) ngx_current_msec);
     ngx_tunnel_session_flush(ts);
+
+#if (NGX_STREAM_SSL)
+    if (!ts->closing && ts->connection->ssl) {
+        ngx_tunnel_tls_idle(ts->connection);
+    }
+#endif
 
     if (!ts->closing) {
         ngx_add_timer(&ts->timer, ts->draining ? ngx_min(1000,

@@ -250,5 +250,13 @@ void ngx_tunnel_tcp_close(ngx_tunnel_tunnel_t *t);
 void ngx_tunnel_tcp_adopt(ngx_tunnel_handoff_t *h, ngx_socket_t fd,
     ngx_log_t *log);
 
+#if (NGX_STREAM_SSL)
+/* a session's TLS records, gathered: ngx_tunnel_tls.c */
+ngx_int_t ngx_tunnel_tls_attach(ngx_connection_t *c);
+ngx_int_t ngx_tunnel_tls_flush(ngx_connection_t *c);
+size_t ngx_tunnel_tls_pending(ngx_connection_t *c);
+void ngx_tunnel_tls_idle(ngx_connection_t *c);
+#endif
+
 
 #endif /* _NGX_TUNNEL_SESSION_H_INCLUDED_ */
