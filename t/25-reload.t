@@ -86,7 +86,11 @@ for my $round (1, 2) {
         "round $round: the old sessions asked their clients to reconnect");
     like($t->read_file('named.out'), qr/reconnect/i,
         "round $round: the client says it reconnects");
-    unlike($log, qr/refused/, "round $round: no bind was refused");
+    # (one that lands in an old worker just as it begins to quit has its
+    # binds refused, "shutting down", and binds them in its next session)
+    my @refused = grep { !/the server is shutting down/ } $log =~ /^.*refused.*$/mg;
+    is(join("\n", @refused), '',
+        "round $round: no bind was refused but by a quitting worker");
 
     is(command($app, 'hello')->{data}, $hello,
         "round $round: the name works after reload");
