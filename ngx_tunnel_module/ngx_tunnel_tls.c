@@ -127,7 +127,13 @@ ngx_tunnel_tls_flush(ngx_connection_t *c)
 
     rc = ngx_tunnel_tls_push(out);
 
-    if (rc == NGX_AGAIN) {
+    if (rc == NGX_OK && out->size <= NGX_TUNNEL_TLS_MIN) {
+        /* control frames only: an idle session keeps nothing */
+        ngx_free(out->buf);
+        out->buf = NULL;
+        out->size = 0;
+
+    } else if (rc == NGX_AGAIN) {
         c->write->ready = 0;
 
     } else if (rc == NGX_ERROR) {
