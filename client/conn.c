@@ -31,6 +31,7 @@ static int conn_seal(conn_t *c);
 static int conn_push(conn_t *c);
 static int conn_bio_write(BIO *b, const char *data, size_t n, size_t *done);
 static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+static int conn_io_error(conn_t *c, int *ready, const char *what);
 static void conn_ssl_error(conn_t *c, const char *what, int rc);
 
 
@@ -279,6 +280,22 @@ conn_handshake(conn_t *c)
 }
 
 
+/* after read() or write() failed: CONN_AGAIN when it would block */
+static int
+conn_io_error(conn_t *c, int *ready, const char *what)
+{
+    if (errno == EAGAIN || errno == EINTR) {
+        *ready = 0;
+        return CONN_AGAIN;
+    }
+
+    snprintf(c->error, sizeof(c->error), "%s the server: %s", what,
+             strerror(errno));
+
+    return CONN_ERROR;
+}
+
+
 static void
 conn_ssl_error(conn_t *c, const char *what, int rc)
 {
@@ -323,14 +340,7 @@ conn_read(conn_t *c, void *buf, size_t len)
             return n;
         }
 
-        if (errno == EAGAIN || errno == EINTR) {
-            c->readable = 0;
-            return CONN_AGAIN;
-        }
-
-        snprintf(c->error, sizeof(c->error), "reading from the server: %s",
-                 strerror(errno));
-        return CONN_ERROR;
+        return conn_io_error(c, &c->readable, "reading from");
     }
 
     /*
@@ -422,14 +432,7 @@ conn_writev(conn_t *c, const struct iovec *iov, int n)
             return w;
         }
 
-        if (errno == EAGAIN || errno == EINTR) {
-            c->writable = 0;
-            return CONN_AGAIN;
-        }
-
-        snprintf(c->error, sizeof(c->error), "writing to the server: %s",
-                 strerror(errno));
-        return CONN_ERROR;
+        return conn_io_error(c, &c->writable, "writing to");
     }
 
     rc = conn_flush(c);
@@ -532,14 +535,7 @@ conn_push(conn_t *c)
             continue;
         }
 
-        if (errno == EAGAIN || errno == EINTR) {
-            c->writable = 0;
-            return CONN_AGAIN;
-        }
-
-        snprintf(c->error, sizeof(c->error), "writing to the server: %s",
-                 strerror(errno));
-        return CONN_ERROR;
+        return conn_io_error(c, &c->writable, "writing to");
     }
 
     c->opos = 0;
